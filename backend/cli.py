@@ -1,0 +1,90 @@
+"""`tokenmill`: the operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from backend import __version__
+
+
+def _settings():
+    from backend.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"tokenmill: invalid configuration\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_info(s, _args: argparse.Namespace) -> int:
+    from backend.catalogue import CatalogueError, load_catalogue, shipped_dir
+    from backend.ledger.db import mask_url
+
+    token_state = "from settings" if s.admin_token.get_secret_value() else f"{s.admin_token_file} (mode 0600)"
+    rows = [
+        ("version", __version__),
+        ("config file", str(s.config_file) if s.config_file else "none (built-in defaults)"),
+        ("database", mask_url(s.db_url)),
+        ("log file", str(s.log_path)),
+        ("data dir", str(s.data_dir)),
+        ("admin API", s.admin_url),
+        ("admin token", token_state),
+    ]
+    try:
+        cat = load_catalogue()
+        rows.append(("catalogue", f"{shipped_dir()} ({len(cat.models)} models, {len(cat.gpus)} GPUs, "
+                                  f"{len(cat.offers)} offers)"))
+    except CatalogueError as exc:
+        rows.append(("catalogue", f"INVALID: {exc}"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_db_upgrade(s, _args: argparse.Namespace) -> int:
+    from backend.ledger.db import current_revision, make_engine, mask_url, migrate
+
+
+    async def run() -> str | None:
+        engine = make_engine(s.db_url, synchronous=s.sqlite_synchronous)
+        try:
+            await migrate(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    rev = asyncio.run(run())
+    print(f"{mask_url(s.db_url)}: schema at revision {rev}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tokenmill", description="Run an inference business from a terminal.")
+    p.add_argument("--version", action="version", version=f"tokenmill {__version__}")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("info", help="which config, database, log file and data dir are in use").set_defaults(
+        func=cmd_info
+    )
+    db = sub.add_parser("db", help="ledger database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=cmd_db_upgrade)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from backend.logs import setup_logging
+
+    args = build_parser().parse_args(argv)
+    settings = _settings()
+    setup_logging(settings.log_path, settings.log_level)
+    settings.ensure_admin_token()
+    func = getattr(args, "func", cmd_info)  # no command: `info` until the console exists
+    return func(settings, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

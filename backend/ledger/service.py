@@ -1,0 +1,592 @@
+"""The ledger's public face: accounts, transfers, two-phase holds and settlements.
+
+Every operation is checked and applied to the in-memory state synchronously (so two requests
+can never both spend the same credit), then handed to the group-commit writer; the caller
+awaits its durability. If a commit fails, its operations and everything queued behind them
+are failed and the in-memory state is reloaded from the database, the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.clock import now_us
+from backend.ledger import chart
+from backend.ledger.errors import (
+    AccountExists,
+    HoldExceeded,
+    HoldNotFound,
+    HoldResolved,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidRequest,
+    LedgerUnavailable,
+    UnknownAccount,
+)
+from backend.ledger.state import Account, Hold, Op
+from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer
+from backend.ledger.writer import GroupCommitWriter
+from backend.money import MoneyError, require_nano
+
+log = logging.getLogger(__name__)
+
+_T = LedgerTransfer.__table__
+_A = LedgerAccount.__table__
+_O = LedgerOpenHold.__table__
+_RESOLUTION_NAMES = {"post_pending": "posted", "void_pending": "voided", "expire_pending": "expired"}
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    key: str
+    debit: str
+    credit: str
+    amount: int
+    code: str
+    ref: str | None
+    replayed: bool = False
+
+    def fingerprint(self) -> tuple:
+        return (self.debit, self.credit, self.amount, self.code, self.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The metered facts of one client request, stored with its settlement."""
+
+    request_id: str
+    client_id: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    price_prompt_per_mtok: int
+    price_completion_per_mtok: int
+    started_us: int
+    finished_us: int
+    key_id: str | None = None
+    host_id: str | None = None
+    first_byte_us: int | None = None
+    status: str = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    hold_key: str
+    charged: int
+    released: int
+    host_share: int
+
+
+def _amount(value: object, what: str) -> int:
+    try:
+        return require_nano(value, what=what)
+    except MoneyError as exc:
+        raise InvalidAmount(str(exc)) from None
+
+
+def _key(value: object, what: str = "idempotency key") -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise InvalidRequest(f"{what} must be a non-empty string of at most 200 characters, got {value!r}")
+    return value
+
+
+class Ledger:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_batch: int = 4096,
+        default_hold_ttl_us: int = 15 * 60 * 1_000_000,
+        expiry_interval_s: float = 1.0,
+        recent_keys: int = 100_000,
+    ) -> None:
+        self.engine = engine
+        self._accounts: dict[str, Account] = {}
+        self._by_id: dict[int, Account] = {}
+        self._holds: dict[str, Hold] = {}
+        self._recent: OrderedDict[str, TransferResult] = OrderedDict()
+        self._recent_max = recent_keys
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._opening: dict[str, asyncio.Future] = {}
+        self._default_ttl = default_hold_ttl_us
+        self._expiry_interval = expiry_interval_s
+        self._writer = GroupCommitWriter(engine, max_batch=max_batch, on_failure=self._commit_failed)
+        self._expiry_task: asyncio.Task | None = None
+        self._available = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self._load()
+        await self._writer.start()
+        self._available = True
+        for code, kind in chart.SYSTEM_ACCOUNTS.items():
+            await self.open_account(code, kind)
+        if self._expiry_interval > 0:
+            self._expiry_task = asyncio.create_task(self._expiry_loop(), name="ledger-hold-expiry")
+
+    async def close(self) -> None:
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            try:
+                await self._expiry_task
+            except asyncio.CancelledError:
+                pass
+        await self._writer.close()
+        self._available = False
+
+    async def __aenter__(self) -> Ledger:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is durable."""
+        await self._writer.drain()
+
+    async def _load(self) -> None:
+        accounts: dict[str, Account] = {}
+        by_id: dict[int, Account] = {}
+        holds: dict[str, Hold] = {}
+        async with self.engine.connect() as conn:
+            for r in (await conn.execute(select(_A))).mappings():
+                rule = chart.RULES.get(r["kind"])
+                acc = Account(
+                    id=r["id"], code=r["code"], kind=r["kind"], owner=r["owner"],
+                    credit_normal=rule.credit_normal if rule else True,
+                    debit_cap=bool(r["debits_must_not_exceed_credits"]),
+                    credit_cap=bool(r["credits_must_not_exceed_debits"]),
+                    debits_posted=r["debits_posted"], credits_posted=r["credits_posted"],
+                    debits_pending=r["debits_pending"], credits_pending=r["credits_pending"],
+                )
+                accounts[acc.code] = acc
+                by_id[acc.id] = acc
+            q = select(_T).join(_O, _O.c.key == _T.c.key)
+            for r in (await conn.execute(q)).mappings():
+                holds[r["key"]] = Hold(
+                    key=r["key"], debit=by_id[r["debit_account_id"]], credit=by_id[r["credit_account_id"]],
+                    amount=r["amount"], code=r["code"], ref=r["ref"], expires_us=r["expires_us"],
+                    created_us=r["created_us"],
+                )
+        self._accounts, self._by_id, self._holds = accounts, by_id, holds
+        self._recent.clear()
+
+    async def _commit_failed(self, exc: BaseException, batch: list[Op]) -> None:
+        # Undo by reloading: later operations were checked against a state that included the
+        # failed ones, so they fail too. Money only counts once it is durable.
+        # Callers learn of the failure only once memory again matches the disk.
+        self._available = False
+        failed = batch + self._writer.take_queued()
+        while True:
+            try:
+                await self._load()
+                break
+            except Exception as load_exc:
+                log.error("ledger reload failed, retrying: %s", load_exc)
+                await asyncio.sleep(0.5)
+        failed += self._writer.take_queued()
+        error = LedgerUnavailable(f"ledger write failed and was rolled back: {exc}")
+        for op in failed:
+            if not op.future.done():
+                op.future.set_exception(error)
+        self._available = True
+
+    # ------------------------------------------------------------------ reads
+    def account(self, code: str) -> Account:
+        try:
+            return self._accounts[code]
+        except KeyError:
+            raise UnknownAccount(code) from None
+
+    def accounts(self) -> list[Account]:
+        return list(self._accounts.values())
+
+    def hold_info(self, key: str) -> Hold:
+        try:
+            return self._holds[key]
+        except KeyError:
+            raise HoldNotFound(key) from None
+
+    def open_holds(self) -> list[Hold]:
+        return list(self._holds.values())
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"batches": self._writer.batches, "operations": self._writer.ops, "queued": self._writer.queued}
+
+    # ------------------------------------------------------------------ plumbing
+    def _submit(self, op: Op) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        op.future = fut
+        op.submitted_ns = time.perf_counter_ns()
+        self._writer.enqueue(op)
+        return fut
+
+    def _check_available(self) -> None:
+        if not self._available:
+            raise LedgerUnavailable("the ledger is not running (starting, stopped or recovering)")
+
+    @staticmethod
+    def _debit_check(acc: Account, amount: int) -> None:
+        if acc.debit_cap:
+            avail = acc.credits_posted - acc.debits_posted - acc.debits_pending
+            if amount > avail:
+                raise InsufficientFunds(acc.code, amount, max(avail, 0))
+
+    @staticmethod
+    def _credit_check(acc: Account, amount: int) -> None:
+        if acc.credit_cap:
+            avail = acc.debits_posted - acc.credits_posted - acc.credits_pending
+            if amount > avail:
+                raise InsufficientFunds(acc.code, amount, max(avail, 0))
+
+    def _pair(self, debit: str, credit: str) -> tuple[Account, Account]:
+        d, c = self.account(debit), self.account(credit)
+        if d is c:
+            raise InvalidRequest(f"a transfer needs two different accounts, got {debit!r} twice")
+        return d, c
+
+    @staticmethod
+    def _row(key: str, kind: str, d: Account, c: Account, amount: int, code: str,
+             ref: str | None, ts: int, pending_key: str | None = None,
+             expires_us: int | None = None) -> dict:
+        return {
+            "key": key, "kind": kind, "debit_account_id": d.id, "credit_account_id": c.id,
+            "amount": amount, "pending_key": pending_key, "code": code, "ref": ref,
+            "expires_us": expires_us, "created_us": ts,
+        }
+
+    def _apply_posted(self, op: Op, key: str, d: Account, c: Account, amount: int, code: str,
+                      ref: str | None, ts: int) -> None:
+        d.debits_posted += amount
+        c.credits_posted += amount
+        op.transfers.append(self._row(key, "posted", d, c, amount, code, ref, ts))
+        op.deltas.append((d.id, amount, 0, 0, 0))
+        op.deltas.append((c.id, 0, amount, 0, 0))
+
+    def _take_hold(self, key: str, ts: int) -> Hold:
+        hold = self._holds.get(key)
+        if hold is None:
+            raise HoldNotFound(key)
+        if hold.expires_us is not None and hold.expires_us <= ts:
+            raise HoldResolved(key, "expired")
+        return hold
+
+    def _resolve(self, op: Op, hold: Hold, posted: int, kind: str, ts: int) -> None:
+        """Release the hold and post `posted` of it (0 voids or expires it)."""
+        d, c, held = hold.debit, hold.credit, hold.amount
+        d.debits_pending -= held
+        c.credits_pending -= held
+        d.debits_posted += posted
+        c.credits_posted += posted
+        amount = posted if kind == "post_pending" else held
+        op.transfers.append(
+            self._row(f"{hold.key}/{_RESOLUTION_NAMES[kind]}", kind, d, c, amount, hold.code,
+                      hold.ref, ts, pending_key=hold.key)
+        )
+        op.open_del.append(hold.key)
+        op.deltas.append((d.id, posted, 0, -held, 0))
+        op.deltas.append((c.id, 0, posted, 0, -held))
+        del self._holds[hold.key]
+
+    async def _resolved_how(self, key: str) -> str | None:
+        async with self.engine.connect() as conn:
+            kind = (await conn.execute(select(_T.c.kind).where(_T.c.pending_key == key))).scalar()
+        return _RESOLUTION_NAMES.get(kind) if kind else None
+
+    async def _missing_hold(self, key: str) -> Exception:
+        how = await self._resolved_how(key)
+        return HoldResolved(key, how) if how else HoldNotFound(key)
+
+    # ------------------------------------------------------------------ accounts
+    async def open_account(self, code: str, kind: str, *, owner: str | None = None) -> Account:
+        """Open an account, or return it if it exists with the same kind (idempotent)."""
+        self._check_available()
+        code = _key(code, "account code")
+        existing = self._accounts.get(code)
+        if existing is None and code in self._opening:
+            await asyncio.shield(self._opening[code])
+            existing = self._accounts.get(code)
+        if existing is not None:
+            if existing.kind != kind:
+                raise AccountExists(f"account {code!r} exists with kind {existing.kind!r}, not {kind!r}")
+            return existing
+        rule = chart.RULES.get(kind)
+        if rule is None:
+            raise InvalidRequest(f"unknown account kind {kind!r}; known kinds: {', '.join(chart.RULES)}")
+        acc = Account(id=0, code=code, kind=kind, owner=owner, credit_normal=rule.credit_normal,
+                      debit_cap=rule.debit_cap, credit_cap=rule.credit_cap)
+        op = Op(result=acc, new_account={
+            "code": code, "kind": kind, "owner": owner, "debits_posted": 0, "credits_posted": 0,
+            "debits_pending": 0, "credits_pending": 0,
+            "debits_must_not_exceed_credits": rule.debit_cap,
+            "credits_must_not_exceed_debits": rule.credit_cap, "created_us": now_us(),
+        })
+        fut = self._submit(op)
+        self._opening[code] = fut
+        try:
+            await fut
+        finally:
+            self._opening.pop(code, None)
+        self._accounts[code] = acc
+        self._by_id[acc.id] = acc
+        return acc
+
+    # ------------------------------------------------------------------ idempotency
+    async def _claim(self, key: str, fingerprint: tuple) -> TransferResult | None:
+        """Return the stored result if `key` was used with the same content, raise if with
+        different content, or claim the key for this caller (None)."""
+        while True:
+            hit = self._recent.get(key)
+            if hit is None:
+                pending = self._inflight.get(key)
+                if pending is not None:
+                    try:
+                        await asyncio.shield(pending)
+                    except Exception:
+                        pass
+                    continue
+                fut = asyncio.get_running_loop().create_future()
+                self._inflight[key] = fut
+                try:
+                    hit = await self._stored(key)
+                except BaseException:
+                    self._release(key, None)
+                    raise
+                if hit is None:
+                    return None
+                self._release(key, hit)
+            if hit.fingerprint() != fingerprint:
+                raise IdempotencyConflict(key, hit.fingerprint(), fingerprint)
+            return dataclasses.replace(hit, replayed=True)
+
+    def _release(self, key: str, result: TransferResult | None) -> None:
+        fut = self._inflight.pop(key, None)
+        if result is not None:
+            self._recent[key] = result
+            self._recent.move_to_end(key)
+            while len(self._recent) > self._recent_max:
+                self._recent.popitem(last=False)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def _stored(self, key: str) -> TransferResult | None:
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(select(_T).where(_T.c.key == key))).mappings().first()
+        if r is None:
+            return None
+        return TransferResult(
+            key=key, debit=self._by_id[r["debit_account_id"]].code,
+            credit=self._by_id[r["credit_account_id"]].code, amount=r["amount"], code=r["code"], ref=r["ref"],
+        )
+
+    # ------------------------------------------------------------------ transfers
+    async def transfer(self, key: str, debit: str, credit: str, amount: int, *, code: str,
+                       ref: str | None = None) -> TransferResult:
+        """Move `amount` from `debit` to `credit` now. Replaying `key` changes nothing."""
+        self._check_available()
+        key = _key(key)
+        amount = _amount(amount, "transfer amount")
+        d, c = self._pair(debit, credit)
+        result = TransferResult(key=key, debit=debit, credit=credit, amount=amount, code=code, ref=ref)
+        stored = await self._claim(key, result.fingerprint())
+        if stored is not None:
+            return stored
+        try:
+            self._check_available()
+            self._debit_check(d, amount)
+            self._credit_check(c, amount)
+            op = Op(result=result)
+            self._apply_posted(op, key, d, c, amount, code, ref, now_us())
+            await self._submit(op)
+        except BaseException:
+            self._release(key, None)
+            raise
+        self._release(key, result)
+        return result
+
+    def reserve(self, debit: str, credit: str, amount: int, *, code: str, ref: str | None = None,
+                ttl_us: int | None = None, key: str | None = None) -> tuple[Hold, asyncio.Future]:
+        """Reserve `amount` on `debit` now, without waiting for the disk (the hot path).
+
+        Returns the hold and the future of its durability. The key is minted here unless
+        given, so it cannot collide; a caller-chosen key must go through `hold()`.
+        """
+        self._check_available()
+        amount = _amount(amount, "hold amount")
+        d, c = self._pair(debit, credit)
+        self._debit_check(d, amount)
+        self._credit_check(c, amount)
+        ts = now_us()
+        ttl = self._default_ttl if ttl_us is None else ttl_us
+        if ttl <= 0:
+            raise InvalidRequest(f"hold ttl must be positive, got {ttl} µs")
+        key = key or f"h-{secrets.token_hex(12)}"
+        hold = Hold(key=key, debit=d, credit=c, amount=amount, code=code, ref=ref,
+                    expires_us=ts + ttl, created_us=ts)
+        d.debits_pending += amount
+        c.credits_pending += amount
+        self._holds[key] = hold
+        op = Op(result=hold)
+        op.transfers.append(self._row(key, "pending", d, c, amount, code, ref, ts, expires_us=hold.expires_us))
+        op.open_add.append({"key": key, "expires_us": hold.expires_us})
+        op.deltas.append((d.id, 0, 0, amount, 0))
+        op.deltas.append((c.id, 0, 0, 0, amount))
+        fut = self._submit(op)
+        fut.add_done_callback(_consume)
+        return hold, fut
+
+    async def hold(self, debit: str, credit: str, amount: int, *, code: str, ref: str | None = None,
+                   ttl_us: int | None = None, key: str | None = None) -> Hold:
+        """Reserve `amount` and wait until the hold is durable. A given key is idempotent."""
+        self._check_available()
+        if key is None:
+            hold, fut = self.reserve(debit, credit, amount, code=code, ref=ref, ttl_us=ttl_us)
+            await fut
+            return hold
+        key = _key(key)
+        amount = _amount(amount, "hold amount")
+        self._pair(debit, credit)
+        fingerprint = (debit, credit, amount, code, ref)
+        stored = await self._claim(key, fingerprint)
+        if stored is not None:
+            existing = self._holds.get(key)
+            if existing is None:
+                raise HoldResolved(key, await self._resolved_how(key) or "resolved")
+            return existing
+        try:
+            hold, fut = self.reserve(debit, credit, amount, code=code, ref=ref, ttl_us=ttl_us, key=key)
+            await fut
+        except BaseException:
+            self._release(key, None)
+            raise
+        self._release(key, TransferResult(key, debit, credit, amount, code, ref))
+        return hold
+
+    async def post(self, hold_key: str, amount: int | None = None) -> Settlement:
+        """Post a hold, in full or in part (the rest is released). Resolves it for good."""
+        self._check_available()
+        ts = now_us()
+        hold = self._holds.get(hold_key)
+        if hold is None:
+            raise await self._missing_hold(hold_key)
+        hold = self._take_hold(hold_key, ts)
+        posted = hold.amount if amount is None else _amount(amount, "post amount")
+        if posted > hold.amount:
+            raise HoldExceeded(hold_key, hold.amount, posted)
+        result = Settlement(hold_key, posted, hold.amount - posted, 0)
+        op = Op(result=result)
+        self._resolve(op, hold, posted, "post_pending", ts)
+        await self._submit(op)
+        return result
+
+    async def void(self, hold_key: str) -> Settlement:
+        """Release a hold entirely. Resolves it for good."""
+        self._check_available()
+        ts = now_us()
+        if hold_key not in self._holds:
+            raise await self._missing_hold(hold_key)
+        hold = self._take_hold(hold_key, ts)
+        result = Settlement(hold_key, 0, hold.amount, 0)
+        op = Op(result=result)
+        self._resolve(op, hold, 0, "void_pending", ts)
+        await self._submit(op)
+        return result
+
+    def settle_nowait(self, hold_key: str, *, charged: int, usage: Usage, host_share: int = 0,
+                      host_account: str | None = None) -> tuple[Settlement, asyncio.Future]:
+        """Settle a client request: post `charged` of its hold to revenue (0 voids it), pay
+        the host its share, and record the usage event, all in one transaction."""
+        self._check_available()
+        ts = now_us()
+        for name, v in (("charged", charged), ("host_share", host_share)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise InvalidAmount(f"{name}: money must be an integer number of nano-USD, got {v!r}")
+            if v < 0:
+                raise InvalidAmount(f"{name}: must not be negative, got {v}")
+        if host_share > charged:
+            raise InvalidRequest(f"host_share {host_share} exceeds the amount charged {charged}")
+        if usage.status != "ok" and charged:
+            raise InvalidRequest(f"a request with status {usage.status!r} is not charged (got {charged})")
+        if usage.status not in ("ok", "failed", "cancelled"):
+            raise InvalidRequest(f"usage status must be ok, failed or cancelled, got {usage.status!r}")
+        host = None
+        if host_share:
+            if host_account is None:
+                raise InvalidRequest("a host_share needs the host's payable account")
+            host = self.account(host_account)
+        hold = self._holds.get(hold_key)
+        if hold is None:
+            raise HoldNotFound(hold_key)
+        hold = self._take_hold(hold_key, ts)
+        if charged > hold.amount:
+            raise HoldExceeded(hold_key, hold.amount, charged)
+        result = Settlement(hold_key, charged, hold.amount - charged, host_share)
+        op = Op(result=result)
+        self._resolve(op, hold, charged, "post_pending" if charged else "void_pending", ts)
+        if host is not None:
+            cost = self._accounts[chart.GPU_COST]
+            self._apply_posted(op, f"{hold_key}/host", cost, host, host_share, "host_share", usage.request_id, ts)
+        op.usage.append({
+            "request_id": usage.request_id, "hold_key": hold_key, "client_id": usage.client_id,
+            "key_id": usage.key_id, "model": usage.model, "host_id": usage.host_id,
+            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "price_prompt_per_mtok": usage.price_prompt_per_mtok,
+            "price_completion_per_mtok": usage.price_completion_per_mtok,
+            "charged": charged, "host_share": host_share, "status": usage.status,
+            "started_us": usage.started_us, "first_byte_us": usage.first_byte_us,
+            "finished_us": usage.finished_us, "created_us": ts,
+        })
+        return result, self._submit(op)
+
+    async def settle(self, hold_key: str, *, charged: int, usage: Usage, host_share: int = 0,
+                     host_account: str | None = None) -> Settlement:
+        if hold_key not in self._holds:
+            raise await self._missing_hold(hold_key)
+        result, fut = self.settle_nowait(hold_key, charged=charged, usage=usage, host_share=host_share,
+                                         host_account=host_account)
+        await fut
+        return result
+
+    # ------------------------------------------------------------------ expiry
+    def expire_due(self, now: int | None = None) -> list[asyncio.Future]:
+        """Release every hold whose time ran out. Returns the durability futures."""
+        if not self._available:
+            return []
+        ts = now_us() if now is None else now
+        due = [h for h in self._holds.values() if h.expires_us is not None and h.expires_us <= ts]
+        futures = []
+        for hold in due:
+            op = Op(result=Settlement(hold.key, 0, hold.amount, 0))
+            self._resolve(op, hold, 0, "expire_pending", ts)
+            fut = self._submit(op)
+            fut.add_done_callback(_consume)
+            futures.append(fut)
+        if due:
+            log.info("released %d expired holds", len(due))
+        return futures
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_interval)
+            try:
+                self.expire_due()
+            except Exception:
+                log.exception("hold expiry sweep failed")
+
+
+def _consume(fut: asyncio.Future) -> None:
+    """Fire-and-forget futures: read the exception so it is logged once, not lost."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("ledger write failed: %s", fut.exception())

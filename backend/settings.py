@@ -1,0 +1,147 @@
+"""One settings object: defaults, then a TOML file, then TOKENMILL_* environment variables.
+
+With no file at all the defaults work: the SQLite ledger and logs live in the data directory
+(data/ in a source checkout) and an admin token is generated on first run (mode 0600).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+CONFIG_ENV = "TOKENMILL_CONFIG"
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid; the message names the file (if any) and the field."""
+
+
+def default_data_dir() -> Path:
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
+        return checkout / "data"
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "tokenmill"
+
+
+def find_config_file() -> Path | None:
+    """TOKENMILL_CONFIG if set (it must exist), else config.toml in the data dir or ~/.config."""
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise SettingsError(f"{CONFIG_ENV}={explicit}: no such file")
+        return path
+    data_dir = Path(os.environ.get("TOKENMILL_DATA_DIR") or default_data_dir())
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    for candidate in (data_dir / "config.toml", xdg / "tokenmill" / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOKENMILL_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Ledger, logs and admin token.")
+    database_url: str = Field(default="", repr=False, description="SQLAlchemy URL; empty = SQLite in data_dir.")
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", description="NORMAL survives a killed process; FULL also survives power loss."
+    )
+    log_file: Path | None = Field(default=None, description="Empty = data_dir/logs/tokenmill.log.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=8640, ge=1, le=65535)
+    admin_token: SecretStr = Field(default=SecretStr(""), description="Empty = read or create data_dir/admin_token.")
+    ledger_max_batch: int = Field(default=4096, ge=1, le=100_000)
+    hold_ttl_s: int = Field(default=900, ge=1, description="A hold not settled by then is released.")
+
+    config_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("data_dir", "log_file", mode="after")
+    @classmethod
+    def _expand(cls, v: Path | None) -> Path | None:
+        return v.expanduser().resolve() if v is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _CONFIG_FILE_IN_USE
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'ledger.db'}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_file or self.data_dir / "logs" / "tokenmill.log"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin_token"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.admin_host}:{self.admin_port}"
+
+    def ensure_admin_token(self) -> str:
+        """The admin bearer token: from settings, or the token file, created 0600 on first run."""
+        if self.admin_token.get_secret_value():
+            return self.admin_token.get_secret_value()
+        path = self.admin_token_file
+        if path.is_file():
+            token = path.read_text(encoding="utf-8").strip()
+            if token:
+                return token
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = "tma-" + secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+        os.chmod(path, 0o600)
+        return token
+
+
+_CONFIG_FILE_IN_USE: Path | None = None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning every failure into a SettingsError naming file and field."""
+    global _CONFIG_FILE_IN_USE
+    path = find_config_file()
+    if path is not None:
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    _CONFIG_FILE_IN_USE = path
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        where = f"{path}" if path else "settings (environment)"
+        lines = []
+        for err in exc.errors(include_url=False):
+            field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            env = f"TOKENMILL_{field.upper()}"
+            lines.append(f"{where}: field {field} (or {env}): {err['msg']}")
+        raise SettingsError("\n".join(lines)) from None
+    finally:
+        _CONFIG_FILE_IN_USE = None
+    settings.config_file = path
+    return settings
