@@ -8,9 +8,10 @@ from typing import Literal
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Execution option that makes a SQLite transaction take the write lock at BEGIN, so the ledger
@@ -40,17 +41,43 @@ def normalise_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+def sync_url(url: str) -> str:
+    """The same database through a blocking driver (the ledger writer's thread)."""
+    u = make_url(normalise_url(url))
+    driver = "sqlite+pysqlite" if u.get_backend_name() == "sqlite" else "postgresql+psycopg"
+    return u.set(drivername=driver).render_as_string(hide_password=False)
+
+
 def make_engine(url: str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> AsyncEngine:
     url = normalise_url(url)
     if not is_sqlite(url):
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    _make_parent(url)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+    _sqlite_setup(engine.sync_engine, synchronous)
+    return engine
 
+
+def make_sync_engine(url: str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> Engine:
+    """A blocking engine on the same database, positional paramstyle, no pooling (one writer)."""
+    url = sync_url(url)
+    if not is_sqlite(url):
+        return create_engine(url, poolclass=NullPool, paramstyle="format")
+    _make_parent(url)
+    engine = create_engine(url, poolclass=NullPool, paramstyle="qmark",
+                           connect_args={"timeout": 30, "check_same_thread": False})
+    _sqlite_setup(engine, synchronous)
+    return engine
+
+
+def _make_parent(url: str) -> None:
     db_path = make_url(url).database
     if db_path and db_path != ":memory:":
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _sqlite_setup(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
         dbapi_conn.isolation_level = None
@@ -61,12 +88,10 @@ def make_engine(url: str, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") 
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("tokenmill_begin_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -49,6 +49,15 @@ _CHECKS: dict[str, str] = {
            AND NOT EXISTS (SELECT 1 FROM ledger_open_hold o WHERE o.key = t.key)
         UNION ALL
         SELECT o.key FROM ledger_open_hold o JOIN ledger_transfer t ON t.key = o.key WHERE {_RESOLVED}""",
+    "every reference resolves": """
+        SELECT t.key FROM ledger_transfer t
+         WHERE NOT EXISTS (SELECT 1 FROM ledger_account a WHERE a.id = t.debit_account_id)
+            OR NOT EXISTS (SELECT 1 FROM ledger_account a WHERE a.id = t.credit_account_id)
+            OR (t.pending_key IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM ledger_transfer p WHERE p.key = t.pending_key))
+        UNION ALL
+        SELECT o.key FROM ledger_open_hold o
+         WHERE NOT EXISTS (SELECT 1 FROM ledger_transfer t WHERE t.key = o.key)""",
     "a usage event's charge is what its hold posted": """
         SELECT u.request_id FROM usage_event u
           LEFT JOIN ledger_transfer r ON r.pending_key = u.hold_key

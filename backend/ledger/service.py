@@ -15,12 +15,14 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.clock import now_us
 from backend.ledger import chart
+from backend.ledger.db import make_sync_engine
 from backend.ledger.errors import (
     AccountExists,
     HoldExceeded,
@@ -105,6 +107,7 @@ class Ledger:
         self,
         engine: AsyncEngine,
         *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         max_batch: int = 4096,
         default_hold_ttl_us: int = 15 * 60 * 1_000_000,
         expiry_interval_s: float = 1.0,
@@ -120,9 +123,13 @@ class Ledger:
         self._opening: dict[str, asyncio.Future] = {}
         self._default_ttl = default_hold_ttl_us
         self._expiry_interval = expiry_interval_s
-        self._writer = GroupCommitWriter(engine, max_batch=max_batch, on_failure=self._commit_failed)
+        writer_engine = make_sync_engine(engine.url.render_as_string(hide_password=False), synchronous=synchronous)
+        self._writer = GroupCommitWriter(writer_engine, max_batch=max_batch, on_failure=self._commit_failed)
         self._expiry_task: asyncio.Task | None = None
         self._available = False
+        # Start time (µs, hex, fixed width) plus randomness: unique across restarts and replicas.
+        self._epoch = f"{now_us():013x}{secrets.token_hex(2)}"
+        self._minted = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -202,6 +209,15 @@ class Ledger:
                 op.future.set_exception(error)
         self._available = True
 
+    def mint_key(self, prefix: str) -> str:
+        """A key no other process or restart can produce, increasing over time.
+
+        Increasing keys land at the right edge of their unique index instead of at a random
+        page, which keeps commits cheap as the tables grow.
+        """
+        self._minted += 1
+        return f"{prefix}-{self._epoch}-{self._minted:010x}"
+
     # ------------------------------------------------------------------ reads
     def account(self, code: str) -> Account:
         try:
@@ -260,12 +276,9 @@ class Ledger:
     @staticmethod
     def _row(key: str, kind: str, d: Account, c: Account, amount: int, code: str,
              ref: str | None, ts: int, pending_key: str | None = None,
-             expires_us: int | None = None) -> dict:
-        return {
-            "key": key, "kind": kind, "debit_account_id": d.id, "credit_account_id": c.id,
-            "amount": amount, "pending_key": pending_key, "code": code, "ref": ref,
-            "expires_us": expires_us, "created_us": ts,
-        }
+             expires_us: int | None = None) -> tuple:
+        # In writer.TRANSFER_COLUMNS order: positional rows bind several times faster.
+        return (key, kind, d.id, c.id, amount, pending_key, code, ref, expires_us, ts)
 
     def _apply_posted(self, op: Op, key: str, d: Account, c: Account, amount: int, code: str,
                       ref: str | None, ts: int) -> None:
@@ -432,7 +445,7 @@ class Ledger:
         ttl = self._default_ttl if ttl_us is None else ttl_us
         if ttl <= 0:
             raise InvalidRequest(f"hold ttl must be positive, got {ttl} µs")
-        key = key or f"h-{secrets.token_hex(12)}"
+        key = key or self.mint_key("h")
         hold = Hold(key=key, debit=d, credit=c, amount=amount, code=code, ref=ref,
                     expires_us=ts + ttl, created_us=ts)
         d.debits_pending += amount
@@ -440,7 +453,7 @@ class Ledger:
         self._holds[key] = hold
         op = Op(result=hold)
         op.transfers.append(self._row(key, "pending", d, c, amount, code, ref, ts, expires_us=hold.expires_us))
-        op.open_add.append({"key": key, "expires_us": hold.expires_us})
+        op.open_add.append((key, hold.expires_us))
         op.deltas.append((d.id, 0, 0, amount, 0))
         op.deltas.append((c.id, 0, 0, 0, amount))
         fut = self._submit(op)
@@ -538,16 +551,12 @@ class Ledger:
         if host is not None:
             cost = self._accounts[chart.GPU_COST]
             self._apply_posted(op, f"{hold_key}/host", cost, host, host_share, "host_share", usage.request_id, ts)
-        op.usage.append({
-            "request_id": usage.request_id, "hold_key": hold_key, "client_id": usage.client_id,
-            "key_id": usage.key_id, "model": usage.model, "host_id": usage.host_id,
-            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "price_prompt_per_mtok": usage.price_prompt_per_mtok,
-            "price_completion_per_mtok": usage.price_completion_per_mtok,
-            "charged": charged, "host_share": host_share, "status": usage.status,
-            "started_us": usage.started_us, "first_byte_us": usage.first_byte_us,
-            "finished_us": usage.finished_us, "created_us": ts,
-        })
+        op.usage.append((  # writer.USAGE_COLUMNS order
+            usage.request_id, hold_key, usage.client_id, usage.key_id, usage.model, usage.host_id,
+            usage.prompt_tokens, usage.completion_tokens, usage.price_prompt_per_mtok,
+            usage.price_completion_per_mtok, charged, host_share, usage.status, usage.started_us,
+            usage.first_byte_us, usage.finished_us, ts,
+        ))
         return result, self._submit(op)
 
     async def settle(self, hold_key: str, *, charged: int, usage: Usage, host_share: int = 0,

@@ -56,9 +56,10 @@ class Op:
     Everything in an Op commits in the same transaction or not at all.
     """
 
-    transfers: list[dict] = field(default_factory=list)
-    usage: list[dict] = field(default_factory=list)
-    open_add: list[dict] = field(default_factory=list)
+    # Rows as tuples in the writer's column order (writer.TRANSFER_COLUMNS, USAGE_COLUMNS).
+    transfers: list[tuple] = field(default_factory=list)
+    usage: list[tuple] = field(default_factory=list)
+    open_add: list[tuple] = field(default_factory=list)  # (key, expires_us)
     open_del: list[str] = field(default_factory=list)
     # (account id, debits_posted, credits_posted, debits_pending, credits_pending) deltas
     deltas: list[tuple[int, int, int, int, int]] = field(default_factory=list)

@@ -221,16 +221,16 @@ async def test_the_database_refuses_an_overdraft_even_behind_the_ledgers_back(le
 async def test_a_failed_commit_is_rolled_back_in_memory_and_on_disk(ledger, monkeypatch):
     await funded(ledger)
     writer = ledger._writer
-    real = writer._commit
+    real = writer._write
     calls = {"n": 0}
 
-    async def failing(batch):
+    def failing(*rows):
         calls["n"] += 1
         if calls["n"] == 1:
             raise OSError("disk full")
-        return await real(batch)
+        return real(*rows)
 
-    monkeypatch.setattr(writer, "_commit", failing)
+    monkeypatch.setattr(writer, "_write", failing)
     with pytest.raises(LedgerUnavailable, match="disk full"):
         await ledger.transfer("grant-x", chart.PROMOTIONS, CLIENT, USD, code="grant")
     assert ledger.account(CLIENT).balance == 10 * USD

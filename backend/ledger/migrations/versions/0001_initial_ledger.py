@@ -108,9 +108,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('request_id')
     )
     with op.batch_alter_table('usage_event', schema=None) as batch_op:
-        batch_op.create_index('ix_usage_client_time', ['client_id', 'created_us'], unique=False)
-        batch_op.create_index('ix_usage_host_time', ['host_id', 'created_us'], unique=False)
-        batch_op.create_index('ix_usage_model_time', ['model', 'created_us'], unique=False)
+        batch_op.create_index('ix_usage_time', ['created_us'], unique=False)
 
     op.create_table('ledger_transfer',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -157,9 +155,7 @@ def downgrade() -> None:
 
     op.drop_table('ledger_transfer')
     with op.batch_alter_table('usage_event', schema=None) as batch_op:
-        batch_op.drop_index('ix_usage_model_time')
-        batch_op.drop_index('ix_usage_host_time')
-        batch_op.drop_index('ix_usage_client_time')
+        batch_op.drop_index('ix_usage_time')
 
     op.drop_table('usage_event')
     with op.batch_alter_table('ledger_account', schema=None) as batch_op:
