@@ -56,10 +56,11 @@ class TransferResult:
     amount: int
     code: str
     ref: str | None
+    kind: str = "posted"
     replayed: bool = False
 
     def fingerprint(self) -> tuple:
-        return (self.debit, self.credit, self.amount, self.code, self.ref)
+        return (self.kind, self.debit, self.credit, self.amount, self.code, self.ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +403,7 @@ class Ledger:
         return TransferResult(
             key=key, debit=self._by_id[r["debit_account_id"]].code,
             credit=self._by_id[r["credit_account_id"]].code, amount=r["amount"], code=r["code"], ref=r["ref"],
+            kind=r["kind"],
         )
 
     # ------------------------------------------------------------------ transfers
@@ -471,7 +473,7 @@ class Ledger:
         key = _key(key)
         amount = _amount(amount, "hold amount")
         self._pair(debit, credit)
-        fingerprint = (debit, credit, amount, code, ref)
+        fingerprint = ("pending", debit, credit, amount, code, ref)
         stored = await self._claim(key, fingerprint)
         if stored is not None:
             existing = self._holds.get(key)
@@ -484,7 +486,7 @@ class Ledger:
         except BaseException:
             self._release(key, None)
             raise
-        self._release(key, TransferResult(key, debit, credit, amount, code, ref))
+        self._release(key, TransferResult(key, debit, credit, amount, code, ref, kind="pending"))
         return hold
 
     async def post(self, hold_key: str, amount: int | None = None) -> Settlement:
@@ -530,10 +532,12 @@ class Ledger:
                 raise InvalidAmount(f"{name}: must not be negative, got {v}")
         if host_share > charged:
             raise InvalidRequest(f"host_share {host_share} exceeds the amount charged {charged}")
-        if usage.status != "ok" and charged:
-            raise InvalidRequest(f"a request with status {usage.status!r} is not charged (got {charged})")
         if usage.status not in ("ok", "failed", "cancelled"):
             raise InvalidRequest(f"usage status must be ok, failed or cancelled, got {usage.status!r}")
+        # A failed request is not charged and its host is not paid; a cancelled one (the client
+        # went away mid-stream) pays for what was delivered.
+        if usage.status == "failed" and (charged or host_share):
+            raise InvalidRequest(f"a failed request is not charged (got charged={charged}, host_share={host_share})")
         host = None
         if host_share:
             if host_account is None:

@@ -261,3 +261,32 @@ async def test_many_clients_spending_one_balance_never_overdraw(ledger):
     assert ok == 33
     assert ledger.account(CLIENT).balance == USD - 33 * 30_000_000
     await assert_sound(ledger)
+
+
+async def test_a_cancelled_stream_pays_for_what_was_delivered(ledger):
+    await funded(ledger)
+    hold = await ledger.hold(CLIENT, chart.REVENUE, USD, code="usage")
+    s = await ledger.settle(hold.key, charged=1234, host_share=1000, host_account=HOST,
+                            usage=usage("req-c", status="cancelled", completion_tokens=7))
+    assert s.charged == 1234
+    assert ledger.account(HOST).balance == 1000
+    with pytest.raises(InvalidRequest, match="status must be"):
+        h2 = await ledger.hold(CLIENT, chart.REVENUE, USD, code="usage")
+        await ledger.settle(h2.key, charged=1, usage=usage("req-d", status="weird"))
+    await assert_sound(ledger)
+
+
+async def test_a_caller_keyed_hold_is_idempotent(ledger):
+    await funded(ledger)
+    first = await ledger.hold(CLIENT, chart.REVENUE, USD, code="lease", key="lease-1")
+    again = await ledger.hold(CLIENT, chart.REVENUE, USD, code="lease", key="lease-1")
+    assert again.key == first.key == "lease-1"
+    assert ledger.account(CLIENT).available == 9 * USD
+    with pytest.raises(IdempotencyConflict):
+        await ledger.hold(CLIENT, chart.REVENUE, 2 * USD, code="lease", key="lease-1")
+    with pytest.raises(IdempotencyConflict):  # a transfer's key is not a hold's
+        await ledger.hold(chart.PAYMENT_CLEARING, CLIENT, 10 * USD, code="deposit", key="stripe:evt_1")
+    await ledger.post("lease-1", 10)
+    with pytest.raises(HoldResolved):
+        await ledger.hold(CLIENT, chart.REVENUE, USD, code="lease", key="lease-1")
+    await assert_sound(ledger)
