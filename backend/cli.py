@@ -62,6 +62,25 @@ def cmd_db_upgrade(s, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(s, args: argparse.Namespace) -> int:
+    from backend.server import run
+
+    if args.port is not None:
+        s.admin_port = args.port
+    if args.host is not None:
+        s.admin_host = args.host
+    return run(s, local=args.local)
+
+
+def cmd_openapi(s, args: argparse.Namespace) -> int:
+    import json
+
+    from backend.app import create_app
+
+    print(json.dumps(create_app(s).openapi_schema.to_schema(), indent=2, sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tokenmill", description="Run an inference business from a terminal.")
     p.add_argument("--version", action="version", version=f"tokenmill {__version__}")
@@ -69,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("info", help="which config, database, log file and data dir are in use").set_defaults(
         func=cmd_info
     )
+    serve = sub.add_parser("serve", help="run the backend: client API, admin API, host API, ledger")
+    serve.add_argument("--local", action="store_true",
+                       help="also run a simulated local fleet and synthetic client traffic (no GPU, no account)")
+    serve.add_argument("--host", help="listen address (default: settings admin_host)")
+    serve.add_argument("--port", type=int, help="listen port (default: settings admin_port)")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("openapi", help="print the OpenAPI schema of the backend's API").set_defaults(func=cmd_openapi)
     db = sub.add_parser("db", help="ledger database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=cmd_db_upgrade)

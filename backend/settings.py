@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     admin_token: SecretStr = Field(default=SecretStr(""), description="Empty = read or create data_dir/admin_token.")
     ledger_max_batch: int = Field(default=4096, ge=1, le=100_000)
     hold_ttl_s: int = Field(default=900, ge=1, description="A hold not settled by then is released.")
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger client requests get 413.")
+    key_rate_limit_rps: float = Field(default=50.0, ge=0, description="Requests/s per API key; 0 = unlimited.")
+    key_rate_limit_burst: int = Field(default=100, ge=1)
+    upstream_connect_timeout_s: float = Field(default=3.0, gt=0)
+    upstream_read_timeout_s: float = Field(default=120.0, gt=0, description="Longest silence from an engine.")
+    heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    local_hosts: int = Field(default=3, ge=1, le=32, description="Simulated hosts of `serve --local`.")
+    local_traffic_rps: float = Field(default=4.0, ge=0, description="Synthetic client requests/s of `--local`.")
 
     config_file: Path | None = Field(default=None, exclude=True)
 

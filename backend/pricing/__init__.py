@@ -1,0 +1,1 @@
+"""Prices: what a model costs a client right now."""

@@ -1,0 +1,1 @@
+"""Simulation: the embedded local fleet, synthetic client traffic, demand and profit models."""

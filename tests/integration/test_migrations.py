@@ -7,12 +7,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-import backend.ledger.tables  # noqa: F401
+import backend.tables  # noqa: F401
 from backend.ledger.db import current_revision, make_engine, migrate
+
+HEAD = "0002"
 
 
 async def test_migrated_schema_matches_the_tables(engine):
-    assert await current_revision(engine) == "0001"
+    assert await current_revision(engine) == HEAD
     async with engine.connect() as conn:
         diff = await conn.run_sync(
             lambda sync: compare_metadata(MigrationContext.configure(sync), SQLModel.metadata)
@@ -25,7 +27,7 @@ async def test_migrating_twice_is_harmless(db_url):
     try:
         await migrate(eng)
         await migrate(eng)
-        assert await current_revision(eng) == "0001"
+        assert await current_revision(eng) == HEAD
     finally:
         await eng.dispose()
 

@@ -1,0 +1,236 @@
+"""The admin API (/admin): what the console is built on. Thin handlers over the services."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from backend.api.admin_wire import (
+    ClientOut,
+    CreateClient,
+    CreditOut,
+    EnrollHost,
+    EventOut,
+    GrantCredit,
+    HostEnrolled,
+    HostOut,
+    IssueKey,
+    KeyIssued,
+    KeyOut,
+    ModelOut,
+    ReplicaOut,
+    UsageOut,
+)
+from backend.api.errors import ApiError
+from backend.clients.service import ClientError, ClientInfo, KeyInfo
+from backend.clock import now_us
+from backend.fleet.registry import FleetError, HostState
+from backend.ledger.errors import LedgerError
+from backend.ledger.reports import usage_by
+from backend.money import MoneyError, format_usd, parse_usd
+
+
+def admin_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    token = connection.app.state.services.admin_token
+    auth = connection.headers.get("authorization") or ""
+    given = auth[7:].strip() if auth.startswith("Bearer ") else ""
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError(401, "The admin API needs the admin token (Authorization: Bearer tma-...).",
+                       code="invalid_admin_token")
+
+
+def _services(request: Request):
+    return request.app.state.services
+
+
+def _client_out(s, c: ClientInfo) -> ClientOut:
+    acc = s.ledger.account(c.account)
+    keys = s.clients.keys(c.id)
+    return ClientOut(c.id, c.name, c.created_us, acc.balance, acc.available, format_usd(acc.balance),
+                     len(keys), sum(not k.revoked for k in keys))
+
+
+def _key_out(k: KeyInfo) -> KeyOut:
+    return KeyOut(k.id, k.client_id, k.name, k.prefix, k.created_us, k.revoked_us)
+
+
+def _host_out(s, h: HostState) -> HostOut:
+    heard = time.monotonic() - h.last_seen if h.registered else None
+    return HostOut(h.id, h.name, h.provider, s.fleet.status(h), sorted(h.replicas), h.in_flight, h.outstanding,
+                   h.gpu_type, h.gpus, h.cost_per_hour, h.payout_share_bps, heard, h.agent_version)
+
+
+def _model_out(s, model_id: str) -> ModelOut:
+    m = s.models.catalogue.model(model_id)
+    q = s.pricer.quote(m)
+    now = time.monotonic()
+    reps = [ReplicaOut(r.host.id, r.host.name, s.fleet.status(r.host), r.url, r.ready, r.outstanding,
+                       r.ejected_until > now) for r in s.fleet.replicas(m.id)]
+    return ModelOut(m.id, m.name, s.models.enabled(m.id), m.context_length, q.prompt_per_mtok,
+                    q.completion_per_mtok, format_usd(q.prompt_per_mtok), format_usd(q.completion_per_mtok), reps)
+
+
+def _usd(text: str, what: str) -> int:
+    try:
+        return parse_usd(text, what=what)
+    except MoneyError as exc:
+        raise ApiError(400, str(exc), code="invalid_value", param=what) from None
+
+
+def _client(s, client_id: str) -> ClientInfo:
+    try:
+        return s.clients.client(client_id)
+    except ClientError as exc:
+        raise ApiError(404, str(exc), code="client_not_found") from None
+
+
+def _host(s, host_id: str) -> HostState:
+    try:
+        return s.fleet.host(host_id)
+    except FleetError as exc:
+        raise ApiError(404, str(exc), code="host_not_found") from None
+
+
+class AdminController(Controller):
+    path = "/admin"
+    guards = [admin_guard]
+    tags = ["admin"]
+
+    # ------------------------------------------------------------ clients and keys
+    @get("/clients")
+    async def list_clients(self, request: Request) -> list[ClientOut]:
+        s = _services(request)
+        return [_client_out(s, c) for c in s.clients.clients()]
+
+    @post("/clients", status_code=201)
+    async def create_client(self, request: Request, data: JSONBody[CreateClient]) -> ClientOut:
+        s = _services(request)
+        try:
+            c = await s.clients.create_client(data.name, data.id)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), code="invalid_value", param=str(exc).split(":")[0]) from None
+        s.events.add("client.created", c.id, f"client {c.name} created")
+        return _client_out(s, c)
+
+    @post("/clients/{client_id:str}/credit", status_code=200)
+    async def grant_credit(self, request: Request, client_id: FromPath[str], data: JSONBody[GrantCredit]) -> CreditOut:
+        s = _services(request)
+        c = _client(s, client_id)
+        amount = _usd(data.amount_usd, "amount_usd")
+        try:
+            r = await s.clients.grant_credit(c.id, amount, idempotency_key=data.idempotency_key, source=data.source,
+                                             note=data.note)
+        except (ValueError, LedgerError) as exc:
+            raise ApiError(409 if "idempotency" in str(exc) else 400, str(exc), code="credit_refused") from None
+        if not r.replayed:
+            s.events.add("client.credit", c.id, f"{format_usd(amount)} {data.source} to {c.name}")
+        acc = s.ledger.account(c.account)
+        return CreditOut(c.id, r.key, amount, r.replayed, acc.balance, format_usd(acc.balance))
+
+    @get("/clients/{client_id:str}/keys")
+    async def list_keys(self, request: Request, client_id: FromPath[str]) -> list[KeyOut]:
+        s = _services(request)
+        return [_key_out(k) for k in s.clients.keys(_client(s, client_id).id)]
+
+    @post("/clients/{client_id:str}/keys", status_code=201)
+    async def issue_key(self, request: Request, client_id: FromPath[str], data: JSONBody[IssueKey]) -> KeyIssued:
+        s = _services(request)
+        key, secret = await s.clients.issue_key(_client(s, client_id).id, data.name)
+        s.events.add("key.issued", key.id, f"key {key.prefix}... issued to {client_id}")
+        return KeyIssued(_key_out(key), secret)
+
+    @post("/keys/{key_id:str}/revoke", status_code=200)
+    async def revoke_key(self, request: Request, key_id: FromPath[str]) -> KeyOut:
+        s = _services(request)
+        try:
+            key = await s.clients.revoke_key(key_id)
+        except ClientError as exc:
+            raise ApiError(404, str(exc), code="key_not_found") from None
+        s.events.add("key.revoked", key.id, f"key {key.prefix}... of {key.client_id} revoked")
+        return _key_out(key)
+
+    # ------------------------------------------------------------ models
+    @get("/models")
+    async def list_models(self, request: Request) -> list[ModelOut]:
+        s = _services(request)
+        return [_model_out(s, m.id) for m in s.models.catalogue.models]
+
+    @post("/models/{model_id:str}/enable", status_code=200)
+    async def enable_model(self, request: Request, model_id: FromPath[str]) -> ModelOut:
+        return await self._toggle(request, model_id, True)
+
+    @post("/models/{model_id:str}/disable", status_code=200)
+    async def disable_model(self, request: Request, model_id: FromPath[str]) -> ModelOut:
+        return await self._toggle(request, model_id, False)
+
+    async def _toggle(self, request: Request, model_id: str, enabled: bool) -> ModelOut:
+        s = _services(request)
+        try:
+            await s.models.set_enabled(model_id, enabled)
+        except KeyError as exc:
+            raise ApiError(404, str(exc).strip("'\""), code="model_not_found") from None
+        return _model_out(s, model_id)
+
+    # ------------------------------------------------------------ hosts
+    @get("/hosts")
+    async def list_hosts(self, request: Request) -> list[HostOut]:
+        s = _services(request)
+        return [_host_out(s, h) for h in s.fleet.hosts()]
+
+    @post("/hosts", status_code=201)
+    async def enroll_host(self, request: Request, data: JSONBody[EnrollHost]) -> HostEnrolled:
+        s = _services(request)
+        try:
+            host, token = await s.fleet.enroll(
+                data.name, provider=data.provider, payout_share_bps=data.payout_share_bps,
+                cost_per_hour=_usd(data.cost_per_hour_usd, "cost_per_hour_usd"), host_id=data.id)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), code="invalid_value", param=str(exc).split(":")[0]) from None
+        return HostEnrolled(_host_out(s, host), token)
+
+    @post("/hosts/{host_id:str}/drain", status_code=200)
+    async def drain_host(self, request: Request, host_id: FromPath[str]) -> HostOut:
+        return await self._host_action(request, host_id, "drain")
+
+    @post("/hosts/{host_id:str}/resume", status_code=200)
+    async def resume_host(self, request: Request, host_id: FromPath[str]) -> HostOut:
+        return await self._host_action(request, host_id, "resume")
+
+    @post("/hosts/{host_id:str}/remove", status_code=200)
+    async def remove_host(self, request: Request, host_id: FromPath[str]) -> HostOut:
+        return await self._host_action(request, host_id, "remove")
+
+    async def _host_action(self, request: Request, host_id: str, action: str) -> HostOut:
+        s = _services(request)
+        host = _host(s, host_id)
+        try:
+            await getattr(s.fleet, action)(host)
+        except FleetError as exc:
+            raise ApiError(409, str(exc), code="host_removed") from None
+        return _host_out(s, host)
+
+    # ------------------------------------------------------------ usage and events
+    @get("/usage")
+    async def usage(self, request: Request, group_by: FromQuery[str] = "model", since_us: FromQuery[int | None] = None,
+                    until_us: FromQuery[int | None] = None) -> list[UsageOut]:
+        """Usage per client, model or host between since_us and until_us (µs since the epoch, UTC;
+        default: the last 24 hours)."""
+        s = _services(request)
+        until = until_us or now_us() + 1
+        since = since_us if since_us is not None else until - 86_400_000_000
+        try:
+            rows = await usage_by(s.engine, group_by, since, until)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), code="invalid_value", param=str(exc).split(":")[0]) from None
+        return [UsageOut(r.group, r.requests, r.failed, r.prompt_tokens, r.completion_tokens, r.charged,
+                         r.host_share) for r in rows]
+
+    @get("/events")
+    async def events(self, request: Request, after: FromQuery[int] = 0, limit: FromQuery[int] = 500) -> list[EventOut]:
+        return [EventOut(e.seq, e.ts_us, e.kind, e.subject, e.message, e.level)
+                for e in _services(request).events.since(after, limit)]

@@ -1,0 +1,81 @@
+"""The host API: what a host agent calls (register, heartbeat, drain, resume, deregister)."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Request, Response, post
+
+from backend.api.errors import ApiError
+from backend.fleet.registry import Fleet, FleetError, HostState
+from hostkit import protocol
+
+_enc = msgspec.json.Encoder().encode
+
+
+def _fleet(request: Request) -> Fleet:
+    return request.app.state.services.fleet
+
+
+def _host(request: Request) -> HostState:
+    auth = request.headers.get("authorization") or ""
+    host = _fleet(request).authenticate(auth[7:].strip()) if auth.startswith("Bearer ") else None
+    if host is None:
+        raise ApiError(401, "Unknown or removed host token.", code="invalid_host_token")
+    return host
+
+
+async def _body(request: Request, kind: type):
+    try:
+        return msgspec.json.decode(await request.body(), type=kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, f"Invalid {kind.__name__}: {exc}", code="invalid_value") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"The body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def _json(obj: object) -> Response:
+    return Response(content=_enc(obj), media_type="application/json")
+
+
+@post("/hosts/register", status_code=200, tags=["hosts"])
+async def register(request: Request) -> Response:
+    """A host agent announces its models and engine endpoints."""
+    host = _host(request)
+    return _json(_fleet(request).register(host, await _body(request, protocol.Register)))
+
+
+@post("/hosts/heartbeat", status_code=200, tags=["hosts"])
+async def heartbeat(request: Request) -> Response:
+    """Every few seconds: models served, in-flight, engine metrics, GPU telemetry."""
+    host = _host(request)
+    try:
+        reply = await _fleet(request).heartbeat(host, await _body(request, protocol.Heartbeat))
+    except FleetError as exc:
+        raise ApiError(409, str(exc), code="not_registered") from None
+    return _json(reply)
+
+
+@post("/hosts/drain", status_code=200, tags=["hosts"])
+async def drain(request: Request) -> Response:
+    """Stop sending this host new requests; those in flight finish."""
+    fleet, host = _fleet(request), _host(request)
+    await fleet.drain(host, by="host")
+    return _json(protocol.DrainReply(state=fleet.status(host), outstanding=host.outstanding))
+
+
+@post("/hosts/resume", status_code=200, tags=["hosts"])
+async def resume(request: Request) -> Response:
+    fleet, host = _fleet(request), _host(request)
+    await fleet.resume(host, by="host")
+    return _json(protocol.DrainReply(state=fleet.status(host), outstanding=host.outstanding))
+
+
+@post("/hosts/deregister", status_code=200, tags=["hosts"])
+async def deregister(request: Request) -> Response:
+    """The host leaves the rotation until it registers again."""
+    fleet, host = _fleet(request), _host(request)
+    fleet.deregister(host)
+    return _json(protocol.DrainReply(state=fleet.status(host), outstanding=host.outstanding))
+
+
+ROUTES = [register, heartbeat, drain, resume, deregister]

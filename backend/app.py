@@ -1,0 +1,102 @@
+"""The backend application: one Services object wired at start-up, and the Litestar app."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from litestar import Litestar
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend import __version__
+from backend.api import admin_api, hosts_api, openai_api
+from backend.api.errors import ApiError, api_error_handler, http_exception_handler, internal_error_handler
+from backend.catalogue import Catalogue, load_catalogue
+from backend.clients.service import ClientDirectory
+from backend.events import EventLog
+from backend.fleet.models import ModelBook
+from backend.fleet.registry import Fleet
+from backend.ledger.db import make_engine, migrate
+from backend.ledger.service import Ledger
+from backend.pricing.quote import Pricer
+from backend.routing.limits import RateLimiter
+from backend.routing.proxy import Proxy
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    catalogue: Catalogue
+    events: EventLog
+    ledger: Ledger
+    clients: ClientDirectory
+    fleet: Fleet
+    models: ModelBook
+    pricer: Pricer
+    proxy: Proxy
+    admin_token: str
+
+    @classmethod
+    async def start(cls, settings: Settings, catalogue: Catalogue | None = None) -> Services:
+        engine = make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
+        await migrate(engine)
+        catalogue = catalogue or load_catalogue()
+        events = EventLog()
+        ledger = Ledger(engine, synchronous=settings.sqlite_synchronous, max_batch=settings.ledger_max_batch,
+                        default_hold_ttl_us=settings.hold_ttl_s * 1_000_000)
+        await ledger.start()
+        clients = ClientDirectory(engine, ledger)
+        await clients.load()
+        fleet = Fleet(engine, ledger, events, heartbeat_interval_s=settings.heartbeat_interval_s)
+        await fleet.load()
+        fleet.start()
+        models = ModelBook(engine, catalogue, events)
+        await models.load()
+        pricer = Pricer()
+        proxy = Proxy(ledger=ledger, clients=clients, fleet=fleet, models=models, pricer=pricer, events=events,
+                      limiter=RateLimiter(settings.key_rate_limit_rps, settings.key_rate_limit_burst),
+                      max_body_bytes=settings.max_body_bytes,
+                      connect_timeout_s=settings.upstream_connect_timeout_s,
+                      read_timeout_s=settings.upstream_read_timeout_s)
+        await proxy.start()
+        events.add("backend.started", "tokenmill", f"tokenmill {__version__} serving")
+        return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
+                   settings.ensure_admin_token())
+
+    async def close(self) -> None:
+        await self.proxy.close()
+        await self.fleet.close()
+        await self.ledger.close()
+        await self.engine.dispose()
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> Litestar:
+    """The Litestar app. Services start in the lifespan unless given (tests may share them)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar):
+        own = services is None
+        app.state.services = services or await Services.start(settings)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.services.close()
+
+    return Litestar(
+        route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, admin_api.AdminController],
+        lifespan=[lifespan],
+        exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
+                            Exception: internal_error_handler},
+        openapi_config=OpenAPIConfig(title="tokenmill", version=__version__, path="/schema"),
+        request_max_body_size=settings.max_body_bytes + 1024,
+        debug=False,
+        logging_config=None,
+    )

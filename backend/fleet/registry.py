@@ -1,0 +1,315 @@
+"""The fleet as the router sees it: enrolled hosts, their replicas, health and drain state.
+
+Hosts are enrolled by the operator (a row and a token); a host's agent registers and then
+heartbeats. All of this lives in memory; only enrolment and state changes touch the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.clock import now_us
+from backend.events import EventLog
+from backend.fleet.tables import Host
+from backend.ledger import chart
+from backend.ledger.service import Ledger
+from hostkit import protocol
+
+log = logging.getLogger(__name__)
+HOST_TOKEN_PREFIX = "tmh-"
+
+
+class FleetError(LookupError):
+    pass
+
+
+@dataclass(eq=False, slots=True)
+class Replica:
+    """One model served by one host: what the balancer chooses among."""
+
+    host: HostState
+    model: str
+    url: str
+    engine: str = "vllm"
+    ready: bool = True
+    metrics: protocol.EngineMetrics | None = None
+    outstanding: int = 0
+    failures: int = 0
+    ejected_until: float = 0.0  # monotonic time
+
+
+@dataclass(eq=False, slots=True)
+class HostState:
+    id: str
+    name: str
+    provider: str
+    payout_share_bps: int
+    cost_per_hour: int
+    state: str  # "active", "draining", "removed" (persisted)
+    created_us: int
+    registered: bool = False
+    last_seen: float = 0.0  # monotonic time of the last register / heartbeat
+    gpu_type: str | None = None
+    gpus: list[protocol.GpuTelemetry] = field(default_factory=list)
+    agent_version: str = ""
+    in_flight: int = 0
+    replicas: dict[str, Replica] = field(default_factory=dict)
+    was_up: bool = False
+
+    @property
+    def outstanding(self) -> int:
+        return sum(r.outstanding for r in self.replicas.values())
+
+    @property
+    def payable_account(self) -> str | None:
+        return chart.host_account(self.id) if self.payout_share_bps else None
+
+
+class Fleet:
+    def __init__(self, engine: AsyncEngine, ledger: Ledger, events: EventLog, *,
+                 heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S,
+                 eject_base_s: float = 2.0, eject_max_s: float = 60.0) -> None:
+        self._engine = engine
+        self._ledger = ledger
+        self._events = events
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._down_after = heartbeat_interval_s * protocol.MISSED_HEARTBEATS_DOWN
+        self._eject_base = eject_base_s
+        self._eject_max = eject_max_s
+        self._hosts: dict[str, HostState] = {}
+        self._by_token: dict[str, HostState] = {}
+        self._by_model: dict[str, list[Replica]] = {}
+        self._rr: dict[str, int] = {}
+        self._watch_task: asyncio.Task | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    async def load(self) -> None:
+        async with self._engine.connect() as conn:
+            for r in (await conn.execute(select(Host.__table__))).mappings():
+                host = HostState(r["id"], r["name"], r["provider"], r["payout_share_bps"], r["cost_per_hour"],
+                                 r["state"], r["created_us"])
+                self._hosts[host.id] = host
+                if host.state != "removed":
+                    self._by_token[r["token_sha256"]] = host
+
+    def start(self) -> None:
+        self._watch_task = asyncio.create_task(self._watch(), name="fleet-health")
+
+    async def close(self) -> None:
+        if self._watch_task:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+
+    # ---------------------------------------------------------------- reads
+    def hosts(self) -> list[HostState]:
+        return list(self._hosts.values())
+
+    def host(self, host_id: str) -> HostState:
+        try:
+            return self._hosts[host_id]
+        except KeyError:
+            raise FleetError(f"no host {host_id!r}") from None
+
+    def authenticate(self, token: str) -> HostState | None:
+        if not token.startswith(HOST_TOKEN_PREFIX):
+            return None
+        return self._by_token.get(hashlib.sha256(token.encode()).hexdigest())
+
+    def is_up(self, host: HostState, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return host.registered and host.state != "removed" and now - host.last_seen <= self._down_after
+
+    def status(self, host: HostState) -> str:
+        """What the operator sees: active, draining, drained, down, removed."""
+        if host.state == "removed":
+            return "removed"
+        if not self.is_up(host):
+            return "down"
+        if host.state == "draining":
+            return "drained" if host.outstanding == 0 else "draining"
+        return "active"
+
+    def replicas(self, model: str) -> list[Replica]:
+        return self._by_model.get(model, [])
+
+    def served_models(self) -> set[str]:
+        return {m for m, reps in self._by_model.items() if reps}
+
+    # ---------------------------------------------------------------- the balancer
+    def choose(self, model: str, tried: tuple[Replica, ...] = ()) -> Replica | None:
+        """A healthy, active replica of `model` with the fewest outstanding requests; round
+        robin among equals. None when there is no capacity right now."""
+        reps = self._by_model.get(model)
+        if not reps:
+            return None
+        now = time.monotonic()
+        n = len(reps)
+        start = self._rr.get(model, 0) % n
+        self._rr[model] = start + 1
+        best: Replica | None = None
+        down = self._down_after
+        for i in range(n):
+            r = reps[(start + i) % n]
+            h = r.host
+            if (h.state != "active" or not h.registered or now - h.last_seen > down or not r.ready
+                    or r.ejected_until > now or r in tried):
+                continue
+            if best is None or r.outstanding < best.outstanding:
+                best = r
+        return best
+
+    def failed(self, replica: Replica, why: str) -> None:
+        """Eject a replica that failed, for a backoff that doubles with each failure in a row."""
+        replica.failures += 1
+        backoff = min(self._eject_base * 2 ** (replica.failures - 1), self._eject_max)
+        replica.ejected_until = time.monotonic() + backoff
+        self._events.add("replica.ejected", replica.host.id,
+                         f"{replica.model} on {replica.host.name} failed ({why}); out for {backoff:.0f}s", "warning")
+
+    @staticmethod
+    def succeeded(replica: Replica) -> None:
+        if replica.failures:
+            replica.failures = 0
+            replica.ejected_until = 0.0
+
+    # ---------------------------------------------------------------- enrolment (operator)
+    async def enroll(self, name: str, *, provider: str = "ssh", payout_share_bps: int = 0,
+                     cost_per_hour: int = 0, host_id: str | None = None) -> tuple[HostState, str]:
+        """A new host and its agent token (returned here, never again)."""
+        name = name.strip()
+        if not name:
+            raise ValueError("name: a host needs a name")
+        if not 0 <= payout_share_bps <= 10_000:
+            raise ValueError(f"payout_share_bps: must be 0..10000, got {payout_share_bps}")
+        if cost_per_hour < 0:
+            raise ValueError(f"cost_per_hour: must not be negative, got {cost_per_hour}")
+        host_id = host_id or f"h_{secrets.token_hex(5)}"
+        if host_id in self._hosts:
+            raise ValueError(f"host id {host_id!r} is taken")
+        token = HOST_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        host = HostState(host_id, name, provider, payout_share_bps, cost_per_hour, "active", now_us())
+        if host.payable_account:
+            await self._ledger.open_account(host.payable_account, chart.Kind.HOST_PAYABLE, owner=host_id)
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(Host.__table__).values(
+                id=host.id, name=host.name, token_sha256=digest, provider=provider,
+                payout_share_bps=payout_share_bps, cost_per_hour=cost_per_hour, state="active",
+                created_us=host.created_us))
+        self._hosts[host_id] = host
+        self._by_token[digest] = host
+        self._events.add("host.enrolled", host_id, f"{name} enrolled ({provider})")
+        return host, token
+
+    async def _set_state(self, host: HostState, state: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(update(Host.__table__).where(Host.__table__.c.id == host.id).values(state=state))
+        host.state = state
+
+    async def drain(self, host: HostState, by: str = "operator") -> None:
+        if host.state == "removed":
+            raise FleetError(f"host {host.id!r} was removed")
+        if host.state != "draining":
+            await self._set_state(host, "draining")
+            self._events.add("host.draining", host.id, f"{host.name} draining (asked by {by}), "
+                                                       f"{host.outstanding} requests in flight")
+
+    async def resume(self, host: HostState, by: str = "operator") -> None:
+        if host.state == "removed":
+            raise FleetError(f"host {host.id!r} was removed")
+        if host.state != "active":
+            await self._set_state(host, "active")
+            self._events.add("host.resumed", host.id, f"{host.name} back in rotation (asked by {by})")
+
+    async def remove(self, host: HostState) -> None:
+        """Out for good: its token stops working; requests in flight finish."""
+        await self._set_state(host, "removed")
+        for digest, h in list(self._by_token.items()):
+            if h is host:
+                del self._by_token[digest]
+        self._drop_replicas(host)
+        host.registered = False
+        self._events.add("host.removed", host.id, f"{host.name} removed")
+
+    # ---------------------------------------------------------------- the agent's calls
+    def register(self, host: HostState, msg: protocol.Register) -> protocol.RegisterReply:
+        host.gpu_type = msg.gpu_type
+        host.gpus = list(msg.gpus)
+        host.agent_version = msg.agent_version
+        self._set_replicas(host, msg.models)
+        first = not host.registered
+        host.registered = True
+        host.last_seen = time.monotonic()
+        host.was_up = True
+        if first:
+            models = ", ".join(m.model for m in msg.models) or "no models"
+            self._events.add("host.joined", host.id, f"{host.name} joined serving {models}")
+        return protocol.RegisterReply(host_id=host.id, heartbeat_interval_s=self.heartbeat_interval_s)
+
+    async def heartbeat(self, host: HostState, msg: protocol.Heartbeat) -> protocol.HeartbeatReply:
+        if not host.registered:
+            raise FleetError("register before sending heartbeats")
+        host.last_seen = time.monotonic()
+        if not host.was_up:
+            host.was_up = True
+            self._events.add("host.back", host.id, f"{host.name} heard from again")
+        host.in_flight = msg.in_flight
+        host.gpus = list(msg.gpus)
+        self._set_replicas(host, msg.models)
+        if msg.draining and host.state == "active":
+            await self.drain(host, by="host")
+        return protocol.HeartbeatReply(state=self.status(host), outstanding=host.outstanding,
+                                       drain=host.state == "draining")
+
+    def deregister(self, host: HostState) -> None:
+        self._drop_replicas(host)
+        if host.registered:
+            host.registered = False
+            self._events.add("host.left", host.id, f"{host.name} left the fleet")
+
+    def _set_replicas(self, host: HostState, served: list[protocol.ServedModel]) -> None:
+        wanted = {m.model: m for m in served}
+        for model in [m for m in host.replicas if m not in wanted]:
+            self._unlink(host.replicas.pop(model))
+        for model, m in wanted.items():
+            rep = host.replicas.get(model)
+            if rep is None or rep.url != m.endpoint.rstrip("/"):
+                if rep is not None:
+                    self._unlink(rep)
+                rep = Replica(host, model, m.endpoint.rstrip("/"), m.engine)
+                host.replicas[model] = rep
+                self._by_model.setdefault(model, []).append(rep)
+            rep.ready = m.ready
+            rep.metrics = m.metrics
+
+    def _drop_replicas(self, host: HostState) -> None:
+        for rep in host.replicas.values():
+            self._unlink(rep)
+        host.replicas.clear()
+
+    def _unlink(self, rep: Replica) -> None:
+        reps = self._by_model.get(rep.model)
+        if reps and rep in reps:
+            reps.remove(rep)
+
+    # ---------------------------------------------------------------- health
+    async def _watch(self) -> None:
+        """Note hosts that went silent (they already left the rotation by their age)."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            now = time.monotonic()
+            for host in self._hosts.values():
+                if host.was_up and host.registered and not self.is_up(host, now):
+                    host.was_up = False
+                    self._events.add("host.lost", host.id, f"{host.name} missed "
+                                     f"{protocol.MISSED_HEARTBEATS_DOWN} heartbeats; out of rotation", "warning")

@@ -1,0 +1,339 @@
+"""The path of a paying request: auth, quote, hold, choose, forward, settle.
+
+Nothing here waits on the database except the settlement's durability, which is shared with
+every other request committing at the same moment (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import msgspec
+from litestar import Response
+from litestar.response import Stream
+
+from backend.api.errors import ApiError, error_bytes
+from backend.clients.service import ClientDirectory, KeyInfo
+from backend.clock import now_us
+from backend.events import EventLog
+from backend.fleet.models import ModelBook
+from backend.fleet.registry import Fleet, Replica
+from backend.ledger import chart
+from backend.ledger.errors import InsufficientFunds, LedgerError
+from backend.ledger.service import Ledger, Usage
+from backend.money import format_usd
+from backend.pricing.quote import Pricer, Quote
+from backend.routing.limits import RateLimiter
+from backend.routing.wire import ClientRequest, TokenUsage, decode_any, decode_request, decode_usage, encode
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 2
+# Tokens a chat template may add around the messages (role markers, system preamble).
+TEMPLATE_TOKENS = 256
+_JSON = "application/json"
+
+
+class UpstreamFailed(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request in flight."""
+
+    request_id: str
+    key: KeyInfo
+    model: str
+    quote: Quote
+    hold_key: str
+    held: int
+    stream: bool
+    wants_usage: bool
+    started_us: int
+    first_byte_us: int | None = None
+
+
+class Proxy:
+    def __init__(self, *, ledger: Ledger, clients: ClientDirectory, fleet: Fleet, models: ModelBook,
+                 pricer: Pricer, events: EventLog, limiter: RateLimiter, max_body_bytes: int,
+                 connect_timeout_s: float, read_timeout_s: float) -> None:
+        self.ledger, self.clients, self.fleet, self.models = ledger, clients, fleet, models
+        self.pricer, self.events, self.limiter = pricer, events, limiter
+        self.max_body_bytes = max_body_bytes
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        # One pooled session for every upstream call: keep-alive connections to each engine.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
+                                              skip_auto_headers=("User-Agent",))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # ---------------------------------------------------------------- checks
+    def authenticate(self, authorization: str | None) -> KeyInfo:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise ApiError(401, "Missing API key: send 'Authorization: Bearer tm-...'.", code="missing_api_key")
+        key = self.clients.authenticate(authorization[7:].strip())
+        if key is None:
+            raise ApiError(401, "Invalid API key.", code="invalid_api_key")
+        if key.revoked:
+            raise ApiError(401, f"API key {key.prefix}... was revoked.", code="revoked_api_key")
+        return key
+
+    def _parse(self, body: bytes, kind: str) -> ClientRequest:
+        try:
+            req = decode_request(body)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            param = text.rsplit("`$.", 1)[1].rstrip("`").split("[")[0].split(".")[0] if "`$." in text else None
+            if param is None and "missing required field" in text:
+                param = text.split("`")[1] if "`" in text else None
+            raise ApiError(400, f"Invalid request: {text}", code="invalid_value", param=param) from None
+        except msgspec.DecodeError as exc:
+            raise ApiError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+        if kind == "chat" and not req.messages:
+            raise ApiError(400, "'messages' must be a non-empty list.", code="invalid_value", param="messages")
+        if kind == "completions" and bytes(req.prompt) in (b"", b"null"):
+            raise ApiError(400, "'prompt' is required.", code="missing_required_parameter", param="prompt")
+        if not 1 <= req.n <= 16:
+            raise ApiError(400, f"'n' must be between 1 and 16, got {req.n}.", code="invalid_value", param="n")
+        for name in ("max_tokens", "max_completion_tokens"):
+            v = getattr(req, name)
+            if v is not None and v < 1:
+                raise ApiError(400, f"'{name}' must be at least 1, got {v}.", code="invalid_value", param=name)
+        return req
+
+    # ---------------------------------------------------------------- the request
+    async def handle(self, kind: str, key: KeyInfo, body: bytes) -> Response | Stream:
+        """Serve one request for an authenticated key; raises ApiError for the client."""
+        started = now_us()
+        wait = self.limiter.allow(key.id)
+        if wait:
+            raise ApiError(429, f"Rate limit reached for this key; retry in {wait:.1f}s.", code="rate_limited",
+                           headers={"Retry-After": str(math.ceil(wait))})
+        if len(body) > self.max_body_bytes:
+            raise ApiError(413, f"Request body is {len(body)} bytes; the limit is {self.max_body_bytes}.",
+                           code="request_too_large")
+        req = self._parse(body, kind)
+        model = self.models.get(req.model)
+        if model is None or not self.fleet.replicas(req.model):
+            raise ApiError(404, f"The model '{req.model}' does not exist or is not available.",
+                           code="model_not_found", param="model")
+        max_out = req.max_completion_tokens or req.max_tokens or model.max_output_tokens
+        if max_out > model.context_length:
+            param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+            raise ApiError(400, f"'{param}' is {max_out}; {model.id} allows at most {model.context_length} tokens.",
+                           code="invalid_value", param=param)
+        first = self.fleet.choose(model.id)
+        if first is None:
+            raise ApiError(429, f"No capacity for '{model.id}' right now; retry shortly.", code="no_capacity",
+                           headers={"Retry-After": "1"})
+
+        quote = self.pricer.quote(model)
+        # Worst case: every body byte a prompt token (a token is at least one byte), plus the
+        # chat template, plus every completion token the request allows.
+        held = quote.cost(len(body) + TEMPLATE_TOKENS, max_out * req.n)
+        request_id = self.ledger.mint_key("req")
+        try:
+            self.ledger.reserve(chart.client_account(key.client_id), chart.REVENUE, held, code="usage",
+                                ref=request_id, key=request_id)
+        except InsufficientFunds as exc:
+            raise ApiError(402, f"Insufficient credit: this request needs up to {format_usd(held)} "
+                                f"(at {model.id}'s current price) and the balance available is "
+                                f"{format_usd(exc.available)}. Add credit and retry.",
+                           code="insufficient_credit") from None
+        except LedgerError as exc:
+            raise ApiError(503, f"Metering is unavailable: {exc}", code="ledger_unavailable") from None
+
+        wants_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
+        call = Call(request_id, key, model.id, quote, request_id, held, req.stream, wants_usage, started)
+        if req.stream and not wants_usage:
+            # Always ask the engine for usage; what the client did not ask for is removed below.
+            doc = decode_any(body)
+            doc["stream_options"] = {**(doc.get("stream_options") or {}), "include_usage": True}
+            body = encode(doc)
+        path = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+        try:
+            rep, resp, payload = await self._open(call, path, body, first)
+        except UpstreamFailed as exc:
+            self._settle(call, None, None, status="failed")
+            raise ApiError(exc.status, str(exc), code="upstream_failed") from None
+        except BaseException:
+            self._settle(call, None, None, status="failed")
+            raise
+        headers = {"x-request-id": request_id}
+        if not req.stream or resp.status != 200:
+            return await self._finish_unary(call, rep, resp, payload, headers)
+        return Stream(self._relay(call, rep, resp, payload), status_code=200, media_type="text/event-stream",
+                      headers={**headers, "cache-control": "no-cache"})
+
+    async def _open(self, call: Call, path: str, body: bytes,
+                    rep: Replica) -> tuple[Replica, aiohttp.ClientResponse, bytes]:
+        """Send to a replica; on a failure before any byte reached the client, try another
+        (at most MAX_RETRIES more). Returns the replica, the response and the full body (not
+        streaming) or its first chunk (streaming)."""
+        assert self._session is not None
+        tried: tuple[Replica, ...] = ()
+        last = UpstreamFailed(502, "no replica answered")
+        for attempt in range(MAX_RETRIES + 1):
+            if attempt:
+                rep = self.fleet.choose(call.model, tried)
+                if rep is None:
+                    break
+            tried += (rep,)
+            rep.outstanding += 1
+            resp = None
+            try:
+                resp = await self._session.post(rep.url + path, data=body, headers={"Content-Type": _JSON})
+                if resp.status >= 500:
+                    raise UpstreamFailed(502, f"the engine answered {resp.status}")
+                if call.stream and resp.status == 200:
+                    payload = await resp.content.readany()
+                    if not payload:
+                        raise UpstreamFailed(502, "the engine closed the stream before sending anything")
+                else:
+                    payload = await resp.read()
+                call.first_byte_us = now_us()
+                return rep, resp, payload
+            except TimeoutError:
+                last = UpstreamFailed(504, f"{call.model}: the engine did not answer in time")
+                why = "timeout"
+            except aiohttp.ClientError as exc:
+                last = UpstreamFailed(502, f"{call.model}: the engine could not be reached ({type(exc).__name__})")
+                why = type(exc).__name__
+            except UpstreamFailed as exc:
+                last = UpstreamFailed(502, f"{call.model}: {exc}")
+                why = str(exc)
+            except BaseException:
+                rep.outstanding -= 1
+                if resp is not None:
+                    resp.close()
+                raise
+            rep.outstanding -= 1
+            if resp is not None:
+                resp.close()
+            self.fleet.failed(rep, why)
+        raise UpstreamFailed(last.status, f"{last} (tried {len(tried)} replica{'s' if len(tried) > 1 else ''})")
+
+    async def _finish_unary(self, call: Call, rep: Replica, resp: aiohttp.ClientResponse, body: bytes,
+                            headers: dict[str, str]) -> Response:
+        try:
+            usage = None
+            if resp.status == 200:
+                try:
+                    usage = decode_usage(body).usage
+                except msgspec.MsgspecError:
+                    usage = None
+                if usage is None:
+                    self.events.add("upstream.no_usage", rep.host.id,
+                                    f"{call.model} on {rep.host.name} answered without usage; not charged", "error")
+            status = "ok" if resp.status == 200 and usage is not None else "failed"
+            self.fleet.succeeded(rep)
+            try:
+                await self._settle(call, rep, usage, status=status)
+            except LedgerError as exc:
+                raise ApiError(503, f"Metering is unavailable, the request was not charged: {exc}",
+                               code="ledger_unavailable") from None
+            return Response(content=body, status_code=resp.status,
+                            media_type=resp.headers.get("Content-Type", _JSON), headers=headers)
+        finally:
+            rep.outstanding -= 1
+            resp.release()
+
+    async def _relay(self, call: Call, rep: Replica, resp: aiohttp.ClientResponse,
+                     first: bytes) -> AsyncIterator[bytes]:
+        """Pass the engine's SSE bytes through; read usage from the stream's tail; hold back
+        the final [DONE] until the settlement is durable."""
+        buf = b""
+        delivered = 0
+        usage = None
+        done = False
+        outcome = "cancelled"  # unless we reach the end, the client went away
+        chunk = first
+        try:
+            try:
+                while chunk:
+                    buf += chunk
+                    *events, buf = buf.split(b"\n\n")
+                    out = []
+                    for ev in events:
+                        if ev.startswith(b"data: [DONE]"):
+                            done = True
+                        elif b'"choices":[]' in ev or b'"choices": []' in ev:
+                            try:
+                                usage = decode_usage(ev[ev.index(b"{"):]).usage or usage
+                            except (ValueError, msgspec.MsgspecError):
+                                pass
+                            if call.wants_usage:
+                                out.append(ev)
+                        elif ev:
+                            delivered += 1
+                            out.append(ev)
+                    if out:
+                        yield b"\n\n".join(out) + b"\n\n"
+                    chunk = await resp.content.readany()
+                cut = None if done else "the engine closed the stream early"
+            except TimeoutError:
+                cut = "the engine stopped sending"
+            except aiohttp.ClientError as exc:
+                cut = f"the engine connection broke ({type(exc).__name__})"
+            if cut is None:
+                outcome = "ok" if usage is not None else "failed"
+                self.fleet.succeeded(rep)
+                await self._settle(call, rep, usage, status=outcome)
+                yield b"data: [DONE]\n\n"
+            else:
+                outcome = "failed"
+                self.fleet.failed(rep, cut)
+                self._settle(call, rep, None, status="failed")
+                msg = f"{call.model}: {cut} after {delivered} chunks; this request is not charged."
+                yield b"data: " + error_bytes(502, msg, "upstream_disconnected") + b"\n\n"
+        finally:
+            rep.outstanding -= 1
+            resp.close()  # if the client left, this cancels the engine's work too
+            if outcome == "cancelled":
+                if usage is None:
+                    # Charged for what was delivered: the chunks counted (the first carries
+                    # only the role), no prompt tokens since the engine did not report them.
+                    usage = TokenUsage(0, max(delivered - 1, 0))
+                self._settle(call, rep, usage, status="cancelled")
+
+    def _settle(self, call: Call, rep: Replica | None, usage, *, status: str) -> asyncio.Future:
+        """Post what the request cost (0 unless it succeeded or the client cancelled), pay the
+        host its share, record the usage event. Returns the durability future."""
+        prompt = usage.prompt_tokens if usage else 0
+        completion = usage.completion_tokens if usage else 0
+        charged = min(call.quote.cost(prompt, completion), call.held) if status != "failed" else 0
+        host = rep.host if rep is not None else None
+        share = charged * host.payout_share_bps // 10_000 if host is not None else 0
+        record = Usage(request_id=call.request_id, client_id=call.key.client_id, key_id=call.key.id,
+                       model=call.model, host_id=host.id if host else None, prompt_tokens=prompt,
+                       completion_tokens=completion, price_prompt_per_mtok=call.quote.prompt_per_mtok,
+                       price_completion_per_mtok=call.quote.completion_per_mtok, started_us=call.started_us,
+                       first_byte_us=call.first_byte_us, finished_us=now_us(), status=status)
+        try:
+            _, fut = self.ledger.settle_nowait(call.hold_key, charged=charged, usage=record, host_share=share,
+                                               host_account=host.payable_account if share else None)
+        except LedgerError as exc:
+            self.events.add("ledger.error", call.request_id, f"settlement failed: {exc}", "error")
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(exc)
+        fut.add_done_callback(_logged)
+        return fut
+
+
+def _logged(fut: asyncio.Future) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("settlement did not become durable: %s", fut.exception())

@@ -1,0 +1,74 @@
+"""`tokenmill serve`: the backend headless, Litestar on uvicorn (uvloop, httptools, no access log)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+
+from backend.app import Services, create_app
+from backend.runtime import tune_gc
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """Bind first, so that port 0 works and the address is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def uvicorn_server(app, *, log_level: str = "warning") -> uvicorn.Server:
+    config = uvicorn.Config(app, loop="none", http="httptools", access_log=False, log_config=None,
+                            log_level=log_level.lower(), lifespan="on", timeout_keep_alive=30,
+                            server_header=False, date_header=False, backlog=2048)
+    return uvicorn.Server(config)
+
+
+async def serve(settings: Settings, *, local: bool = False, ready: asyncio.Event | None = None) -> None:
+    """Serve until cancelled or signalled. With `local`, also run the embedded simulated fleet
+    and synthetic client traffic (child processes, so the router's loop only routes)."""
+    services = await Services.start(settings)
+    app = create_app(settings, services=services)
+    sock = listen_socket(settings.admin_host, settings.admin_port)
+    address = f"http://{settings.admin_host}:{sock.getsockname()[1]}"
+    server = uvicorn_server(app)
+    fleet = None
+    try:
+        if local:
+            from backend.sim.local_fleet import LocalFleet
+
+            fleet = LocalFleet(settings, services, address)
+            await fleet.start()
+        tune_gc()
+        log.info("serving on %s%s", address, " with the local simulated fleet" if local else "")
+        print(f"tokenmill serving on {address}" + (" (SIMULATED local fleet and traffic)" if local else ""),
+              flush=True)
+        if ready is not None:
+            ready.set()
+        await server.serve(sockets=[sock])
+    finally:
+        if fleet is not None:
+            await fleet.stop()
+        await services.close()
+        sock.close()
+
+
+def run(settings: Settings, *, local: bool = False) -> int:
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, local=local))
+    except ImportError:
+        asyncio.run(serve(settings, local=local))
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,16 @@
+"""Every table, imported once so that SQLModel.metadata (and Alembic) sees the whole schema."""
+
+from backend.clients.tables import ApiKey, Client
+from backend.fleet.tables import Host, ModelSetting
+from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer, UsageEvent
+
+__all__ = [
+    "ApiKey",
+    "Client",
+    "Host",
+    "LedgerAccount",
+    "LedgerOpenHold",
+    "LedgerTransfer",
+    "ModelSetting",
+    "UsageEvent",
+]

@@ -1,0 +1,341 @@
+"""The host agent: runs the engine, keeps the router informed, drains and leaves cleanly.
+
+One background loop talks to the router: register (until it succeeds), then a heartbeat every
+interval with the engine's models, metrics and in-flight count. Network failures never end it;
+it backs off (jittered, capped) and tries again. The router's heartbeat reply can ask for a
+drain, which the agent then does by itself.
+
+Drained means nothing can still be owed to a client: the engine has nothing running or waiting,
+and either the router said (in reply to a heartbeat sent while draining) that it has nothing
+outstanding here, or the router has been unreachable long enough to have taken this host out of
+rotation (MISSED_HEARTBEATS_DOWN intervals), or this host never registered at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import signal
+import time
+from typing import Literal
+
+from hostkit import __version__
+from hostkit.config import AgentConfig
+from hostkit.control_api import AgentStatus, AgentStopping, start_control_api
+from hostkit.engine_probe import EngineProbe, EngineReading
+from hostkit.engines import Engine, EngineUnavailable, make_engine
+from hostkit.protocol import MISSED_HEARTBEATS_DOWN, Heartbeat, HeartbeatReply, Register
+from hostkit.router_client import RouterClient, RouterRejected, RouterUnreachable
+
+log = logging.getLogger(__name__)
+
+AgentState = Literal["starting", "registering", "active", "draining", "drained", "removed", "stopping", "stopped"]
+
+
+class _Backoff:
+    """Exponential back-off with +-20 % jitter, so many hosts do not retry in step."""
+
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self._initial = initial_s
+        self._max = max_s
+        self._attempt = 0
+
+    def next(self) -> float:
+        delay = min(self._max, self._initial * 2 ** min(self._attempt, 30))
+        self._attempt += 1
+        return delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, engine: Engine | None = None) -> None:
+        self.config = config
+        self.engine = engine or make_engine(config)
+        self.state: AgentState = "starting"
+        self.host_id: str | None = None
+        self.router_reachable = False
+        self._outage_reported = False
+        self._router = RouterClient(config.router_url, config.host_token.get_secret_value(), config.router_timeout_s)
+        self._probe: EngineProbe | None = None
+        self._endpoints: dict[str, str] = {}
+        self._interval = config.heartbeat_interval_s
+        self._draining = False
+        self._drain_origin: Literal["local", "router"] | None = None
+        self._drained = asyncio.Event()
+        self._abort_drain = asyncio.Event()
+        self._stopping = False
+        self._in_flight: int | None = None
+        self._router_outstanding: int | None = None
+        self._last_ok_mono: float | None = None  # monotonic time of the last successful heartbeat
+        self._last_heartbeat_at: dt.datetime | None = None
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the engine, then the router loop. Raises EngineUnavailable or OSError (port busy)."""
+        endpoints = await self.engine.start()
+        self._endpoints = {e.model: e.public_url for e in endpoints}
+        self._probe = EngineProbe(endpoints, self.engine.kind)
+        self.state = "registering"
+        self._loop_task = asyncio.create_task(self._router_loop(), name="tokenmill-host router loop")
+
+    async def stop(self, drain_timeout_s: float | None = None) -> None:
+        """Drain (at most drain_timeout_s, default from config), deregister, stop the engine."""
+        if self._stopping:
+            return
+        timeout = self.config.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
+        if self._loop_task is not None:
+            if not await self.drain(timeout):
+                log.warning("leaving before drained (timeout %.0f s or forced); in flight: %s", timeout,
+                            self._in_flight)
+        self._stopping = True
+        self.state = "stopping"
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self.host_id is not None:
+            try:
+                await self._router.deregister()
+                log.info("deregistered host %s", self.host_id)
+            except (RouterUnreachable, RouterRejected) as exc:
+                log.warning("could not deregister (%s); the router will mark this host down", exc)
+        await self.engine.stop()
+        if self._probe is not None:
+            await self._probe.aclose()
+        await self._router.aclose()
+        self.state = "stopped"
+
+    def abort_drain(self) -> None:
+        """End any wait for a drain now (a second Ctrl-C)."""
+        self._abort_drain.set()
+
+    # -- drain / resume ------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Start draining (if not already) and wait up to timeout_s; True once drained."""
+        if self._stopping:
+            raise AgentStopping("the agent is stopping")
+        if not self._draining:
+            self._begin_drain("local")
+            if self.host_id is not None:
+                try:
+                    reply = await self._router.drain()
+                    self._router_outstanding = reply.outstanding
+                except (RouterUnreachable, RouterRejected) as exc:
+                    log.warning("drain request not delivered (%s); heartbeats carry draining=true", exc)
+        else:
+            self._drain_origin = "local"  # an operator on the host outranks a later resume from the router
+        waits = [asyncio.ensure_future(self._drained.wait()), asyncio.ensure_future(self._abort_drain.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return self._drained.is_set()
+
+    async def resume(self) -> None:
+        if self._stopping:
+            raise AgentStopping("the agent is stopping")
+        if self.host_id is not None:
+            try:
+                await self._router.resume()
+            except (RouterUnreachable, RouterRejected) as exc:
+                log.warning("resume not delivered (%s); heartbeats carry draining=false", exc)
+        self._draining = False
+        self._drain_origin = None
+        self._drained.clear()
+        self.state = "active" if self.host_id is not None else "registering"
+        log.info("resumed")
+        self._wake.set()
+
+    def _begin_drain(self, origin: Literal["local", "router"]) -> None:
+        log.info("draining (asked by %s)", "the router" if origin == "router" else "this host")
+        self._draining = True
+        self._drain_origin = origin
+        self._drained.clear()
+        self.state = "draining"
+        self._wake.set()  # tell the router at once rather than at the next interval
+
+    def _mark_drained(self) -> None:
+        if not self._drained.is_set():
+            log.info("drained")
+            self.state = "drained"
+            self._drained.set()
+
+    def _router_gave_up_on_us(self) -> bool:
+        """True when the router has certainly taken this host out of rotation by silence."""
+        if self._last_ok_mono is None:
+            return True
+        return time.monotonic() - self._last_ok_mono >= MISSED_HEARTBEATS_DOWN * self._interval
+
+    # -- router loop ---------------------------------------------------------------------------
+
+    async def _router_loop(self) -> None:
+        backoff = _Backoff(self.config.retry_initial_s, self.config.retry_max_s)
+        while self.state != "removed":
+            try:
+                if self.host_id is None and self._draining:
+                    await self._drain_unregistered()
+                elif self.host_id is None:
+                    await self._register()
+                else:
+                    await self._heartbeat()
+            except RouterUnreachable as exc:
+                await self._on_unreachable(exc, backoff.next())
+                continue
+            except RouterRejected as exc:
+                delay = backoff.next()
+                if exc.status == 404 and self.host_id is not None:
+                    log.warning("the router no longer knows host %s (%s); registering again", self.host_id, exc)
+                    self.host_id = None
+                else:
+                    log.error("the router refused this host: %s; retrying in %.1f s", exc, delay)
+                await self._pause(delay)
+                continue
+            backoff.reset()
+            await self._pause(self._interval)
+        log.error("the router removed this host; heartbeats stopped (restart the agent to join again)")
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep until the next beat, or less when something (a drain, a resume) needs telling now."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _read_engine(self) -> EngineReading:
+        assert self._probe is not None
+        reading = await self._probe.read()
+        self._in_flight = reading.in_flight
+        return reading
+
+    async def _register(self) -> None:
+        reading = await self._read_engine()
+        reply = await self._router.register(Register(
+            name=self.config.name, models=reading.models, gpus=[], gpu_type=self.config.gpu_type,
+            agent_version=__version__,
+        ))
+        self.host_id = reply.host_id
+        self._interval = reply.heartbeat_interval_s
+        self._note_router_ok()
+        if not self._draining:
+            self.state = "active"
+        log.info("registered with %s as host %s (%s); heartbeat every %.1f s", self._router.base_url,
+                 reply.host_id, ", ".join(self._endpoints), self._interval)
+
+    async def _heartbeat(self) -> None:
+        reading = await self._read_engine()
+        draining_sent = self._draining
+        reply = await self._router.heartbeat(Heartbeat(
+            models=reading.models, in_flight=reading.in_flight or 0, gpus=[], draining=draining_sent,
+        ))
+        self._note_router_ok()
+        self._router_outstanding = reply.outstanding
+        self._apply(reply, reading, draining_sent)
+
+    def _apply(self, reply: HeartbeatReply, reading: EngineReading, draining_sent: bool) -> None:
+        if reply.state == "removed":
+            self.state = "removed"
+            return
+        if reply.drain and not self._draining:
+            self._begin_drain("router")
+        elif not reply.drain and reply.state == "active" and self._drain_origin == "router":
+            log.info("the router cancelled its drain request; resuming")
+            self._draining = False
+            self._drain_origin = None
+            self._drained.clear()
+            self.state = "active"
+        # The router's count means something only if it already knew we were draining.
+        if draining_sent and self._draining and reply.outstanding == 0 and reading.in_flight == 0:
+            self._mark_drained()
+
+    async def _drain_unregistered(self) -> None:
+        """Never registered: the router cannot owe anyone a reply from here; wait for the engine only."""
+        if (await self._read_engine()).in_flight == 0:
+            self._mark_drained()
+
+    async def _on_unreachable(self, exc: RouterUnreachable, delay: float) -> None:
+        # Warn once per outage; the retries after that go to INFO so a long outage stays readable.
+        level = logging.INFO if self._outage_reported else logging.WARNING
+        log.log(level, "router unreachable (%s); retrying in %.1f s", exc, delay)
+        self._outage_reported = True
+        self.router_reachable = False
+        if self._draining and self._router_gave_up_on_us() and (await self._read_engine()).in_flight == 0:
+            self._mark_drained()
+        await self._pause(delay)
+
+    def _note_router_ok(self) -> None:
+        if self._outage_reported:
+            log.warning("router reachable again at %s", self._router.base_url)
+        self._outage_reported = False
+        self.router_reachable = True
+        self._last_ok_mono = time.monotonic()
+        self._last_heartbeat_at = dt.datetime.now(dt.UTC)
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> AgentStatus:
+        return AgentStatus(
+            name=self.config.name,
+            state=self.state,
+            host_id=self.host_id,
+            router_url=self._router.base_url,
+            router_reachable=self.router_reachable,
+            engine=self.engine.kind,
+            models=list(self.config.models),
+            endpoints=dict(self._endpoints),
+            in_flight=self._in_flight,
+            router_outstanding=self._router_outstanding,
+            draining=self._draining,
+            last_heartbeat_at=self._last_heartbeat_at.isoformat(timespec="seconds") if self._last_heartbeat_at else None,
+            heartbeat_interval_s=self._interval,
+            agent_version=__version__,
+        )
+
+
+async def run_agent(config: AgentConfig) -> int:
+    """`tokenmill-host run`: until SIGTERM/SIGINT, then drain, deregister, stop; 0 on a clean exit.
+
+    A second signal stops waiting for the drain.
+    """
+    agent = Agent(config)
+    try:
+        await agent.start()
+    except (EngineUnavailable, OSError) as exc:
+        log.error("cannot start the %s engine: %s", config.engine, exc)
+        await agent.stop(drain_timeout_s=0)
+        return 2
+    try:
+        control = await start_control_api(agent, config.control_port)
+    except OSError as exc:
+        log.error("cannot open the control API on 127.0.0.1:%d: %s", config.control_port, exc)
+        await agent.stop(drain_timeout_s=0)
+        return 2
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            agent.abort_drain()
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        log.info("tokenmill-host %s: control API on %s", __version__, control.url)
+        await stop.wait()
+        log.info("stopping: draining first (a second signal skips the wait)")
+        await agent.stop()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await control.stop()
+    return 0

@@ -1,0 +1,160 @@
+"""The agent's configuration: defaults, then a TOML file, then TOKENMILL_HOST_* environment variables.
+
+File: `--config PATH`, else $TOKENMILL_HOST_CONFIG, else /etc/tokenmill-host/agent.toml (which may
+be absent when the environment gives everything). Nested tables use `__` in variable names:
+TOKENMILL_HOST_SIM__DECODE_TPS=80. Lists (models) are comma-separated in the environment.
+Every failure is a ConfigError naming the file (or variable) and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from hostkit.protocol import HEARTBEAT_INTERVAL_S
+from hostkit.sim_engine import SimTiming
+
+ENV_PREFIX = "TOKENMILL_HOST_"
+CONFIG_ENV = "TOKENMILL_HOST_CONFIG"
+DEFAULT_CONFIG_PATH = Path("/etc/tokenmill-host/agent.toml")
+DEFAULT_CONTROL_PORT = 8650
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file or variable and the field."""
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    router_url: str = Field(description="Base URL of the tokenmill router, e.g. https://router.example:8640")
+    host_token: SecretStr = Field(description="tmh-... token issued by the operator; never logged")
+    name: str = Field(default_factory=socket.gethostname, min_length=1)
+    engine: Literal["sim", "vllm"] = "sim"
+    models: list[str] = Field(min_length=1, description="catalogue model ids this host serves")
+    gpu_type: str | None = Field(default=None, description="catalogue GPU id, e.g. rtx4090")
+    engine_host: str = Field(default="127.0.0.1", description="address the engine listens on")
+    engine_port: int = Field(default=8001, ge=0, le=65535,
+                             description="first engine port (vLLM: one per model from here); 0 = any free port")
+    advertise_host: str | None = Field(default=None, description="address the router reaches engines at; "
+                                                                 "default engine_host")
+    control_port: int = Field(default=DEFAULT_CONTROL_PORT, ge=0, le=65535,
+                              description="local control API on 127.0.0.1; 0 = any free port")
+    heartbeat_interval_s: float = Field(default=HEARTBEAT_INTERVAL_S, gt=0,
+                                        description="until the router's register reply gives its own")
+    drain_timeout_s: float = Field(default=600.0, gt=0, description="longest wait for a drain on shutdown")
+    retry_initial_s: float = Field(default=0.5, gt=0, description="first back-off when the router is unreachable")
+    retry_max_s: float = Field(default=30.0, gt=0, description="longest back-off")
+    router_timeout_s: float = Field(default=10.0, gt=0, description="per call to the router")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    sim: SimTiming = Field(default_factory=SimTiming, description="timing of the simulated engine")
+    sim_seed: int = 0
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, v: Any) -> Any:
+        return [m.strip() for m in v.split(",") if m.strip()] if isinstance(v, str) else v
+
+    @field_validator("router_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _reachable_engine(self) -> AgentConfig:
+        if self.engine_host in WILDCARD_HOSTS and not self.advertise_host:
+            raise ValueError(f"engine_host {self.engine_host!r} listens everywhere: set advertise_host to the "
+                             "address the router reaches this host at")
+        return self
+
+    @property
+    def public_engine_host(self) -> str:
+        return self.advertise_host or self.engine_host
+
+    @property
+    def local_engine_host(self) -> str:
+        """Where the agent itself reaches the engine (loopback when it listens everywhere)."""
+        return "127.0.0.1" if self.engine_host in WILDCARD_HOSTS else self.engine_host
+
+    @field_validator("host_token")
+    @classmethod
+    def _token_given(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+def config_path(explicit: str | Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """The file to read and whether it was asked for (an explicit file must exist)."""
+    if explicit:
+        return Path(explicit).expanduser(), True
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser(), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Nested values from TOKENMILL_HOST_* and, per top-level field, the variable that set it."""
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        path = var[len(ENV_PREFIX):].lower().split("__")
+        node = values
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = raw
+        origin[path[0]] = var
+    return values, origin
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> AgentConfig:
+    env = os.environ if env is None else env
+    file, explicit = config_path(path, env)
+    from_file: dict[str, Any] = {}
+    try:
+        present = file.is_file()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    if present:
+        try:
+            from_file = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"{file}: no such file")
+    from_env, env_origin = _env_overrides(env)
+    try:
+        return AgentConfig.model_validate(_merge(from_file, from_env))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False):
+            field = ".".join(str(p) for p in err["loc"]) or "(config)"
+            top = str(err["loc"][0]) if err["loc"] else ""
+            if top in env_origin:
+                where = env_origin[top]
+            elif present:
+                where = str(file)
+            else:
+                where = f"{file} (absent) and {ENV_PREFIX}* environment"
+            lines.append(f"{where}: field {field}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None

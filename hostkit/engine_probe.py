@@ -1,0 +1,58 @@
+"""Reads the engines' /health and /metrics (vLLM's surface) for heartbeats and drain decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+from hostkit.engines import EngineEndpoint
+from hostkit.prometheus import parse_engine_metrics
+from hostkit.protocol import EngineMetrics, ServedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineReading:
+    models: list[ServedModel]
+    # Requests running or waiting on the engines; None when an engine could not be read, so that
+    # a drain never counts an engine it cannot see as idle.
+    in_flight: int | None
+
+
+class EngineProbe:
+    def __init__(self, endpoints: list[EngineEndpoint], engine_kind: str, timeout_s: float = 2.0) -> None:
+        self._endpoints = endpoints
+        self._kind = engine_kind
+        self._http = httpx.AsyncClient(timeout=timeout_s)
+
+    async def _read_server(self, url: str) -> tuple[bool, dict[str, EngineMetrics] | None]:
+        try:
+            health, metrics = await asyncio.gather(self._http.get(f"{url}/health"), self._http.get(f"{url}/metrics"))
+        except httpx.HTTPError as exc:
+            log.debug("engine at %s unreadable: %s", url, exc)
+            return False, None
+        parsed = parse_engine_metrics(metrics.text) if metrics.status_code == 200 else None
+        return health.status_code == 200, parsed
+
+    async def read(self) -> EngineReading:
+        urls = list(dict.fromkeys(e.local_url for e in self._endpoints))  # one read per server
+        results = dict(zip(urls, await asyncio.gather(*(self._read_server(u) for u in urls)), strict=True))
+        models: list[ServedModel] = []
+        in_flight: int | None = 0
+        for ep in self._endpoints:
+            healthy, per_model = results[ep.local_url]
+            metrics = per_model.get(ep.model) if per_model is not None else None
+            models.append(ServedModel(model=ep.model, endpoint=ep.public_url, engine=self._kind, ready=healthy,
+                                      metrics=metrics))
+            if metrics is None:
+                in_flight = None
+            elif in_flight is not None:
+                in_flight += metrics.num_requests_running + metrics.num_requests_waiting
+        return EngineReading(models, in_flight)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,92 @@
+"""The wire contract between a host agent and the router (the `/hosts/...` API).
+
+hostkit owns these messages; backend imports them. Every message is a msgspec Struct encoded
+as JSON. Fields only ever get added (with defaults), so an older agent keeps working.
+
+Authentication: every call carries `Authorization: Bearer <host token>` (tmh-...), issued once
+by the operator (`POST /admin/hosts`) or by `tokenmill serve --local` for its simulated hosts.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+HEARTBEAT_INTERVAL_S = 2.0
+# A host that misses this many heartbeats in a row leaves the rotation until heard again.
+MISSED_HEARTBEATS_DOWN = 3
+
+
+class GpuTelemetry(msgspec.Struct, omit_defaults=True):
+    """One GPU as NVML reports it. None means the driver does not report the field."""
+
+    index: int
+    name: str
+    memory_total_mib: int | None = None
+    memory_used_mib: int | None = None
+    utilization_pct: int | None = None
+    temperature_c: int | None = None
+    power_draw_w: float | None = None
+    power_limit_w: float | None = None
+
+
+class EngineMetrics(msgspec.Struct, omit_defaults=True):
+    """Read from the engine's Prometheus endpoint (vLLM metric names)."""
+
+    num_requests_running: int = 0  # vllm:num_requests_running
+    num_requests_waiting: int = 0  # vllm:num_requests_waiting
+    kv_cache_usage_perc: float = 0.0  # vllm:kv_cache_usage_perc (0..1)
+    prompt_tokens_total: int = 0  # vllm:prompt_tokens_total
+    generation_tokens_total: int = 0  # vllm:generation_tokens_total
+
+
+class ServedModel(msgspec.Struct, omit_defaults=True):
+    """A model this host serves, and where its OpenAI-compatible engine listens."""
+
+    model: str  # our catalogue id, e.g. "llama-3.1-8b-instruct"
+    endpoint: str  # base URL of the engine, e.g. "http://10.0.0.5:8001" (no /v1)
+    engine: str = "vllm"  # "vllm" or "sim"
+    ready: bool = True
+    metrics: EngineMetrics | None = None
+
+
+class Register(msgspec.Struct, omit_defaults=True):
+    name: str
+    models: list[ServedModel]
+    gpus: list[GpuTelemetry] = []
+    gpu_type: str | None = None  # catalogue GPU id, e.g. "rtx4090"
+    agent_version: str = ""
+    protocol: int = PROTOCOL_VERSION
+
+
+class RegisterReply(msgspec.Struct):
+    host_id: str
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+
+
+class Heartbeat(msgspec.Struct, omit_defaults=True):
+    models: list[ServedModel]
+    in_flight: int = 0
+    gpus: list[GpuTelemetry] = []
+    draining: bool = False
+
+
+class HeartbeatReply(msgspec.Struct):
+    # What the router thinks of this host: "active", "draining", "drained", "removed".
+    state: str
+    # Requests the router has sent to this host that have not finished.
+    outstanding: int = 0
+    # The operator asked (from the console or admin API) for this host to drain.
+    drain: bool = False
+
+
+class DrainReply(msgspec.Struct):
+    state: str
+    outstanding: int = 0
+
+
+class Error(msgspec.Struct):
+    """Body of every non-2xx reply from /hosts."""
+
+    message: str
+    code: str = "error"

@@ -1,0 +1,455 @@
+"""A simulated inference engine with vLLM's OpenAI-compatible surface (aiohttp.web).
+
+The embedded demo, the tests and the benchmarks run it instead of vLLM when there is no GPU. To an
+OpenAI client or to the router it looks like vLLM: /v1/models, /v1/chat/completions,
+/v1/completions (streaming and not, vLLM's JSON shapes), /health and /metrics (vLLM's names).
+Text and token counts are deterministic (see hostkit.sim_text); time follows `SimTiming`.
+
+Timing model, per model (each model behaves like its own vLLM instance):
+- at most `max_concurrency` requests run; later ones wait in FIFO order (num_requests_waiting);
+- a running request first pays prefill: ttft_base_s + prompt_tokens / prefill_tps;
+- then one decode step per output token, each lasting max(1, running / batch_capacity) / decode_tps:
+  every stream gets decode_tps until more than batch_capacity run, then they share
+  decode_tps x batch_capacity;
+- every duration is divided by `speed`; speed 0 never sleeps (benchmarks, fast tests).
+
+Fault injection for tests lives under /_sim/ (never /v1): POST /_sim/fail with
+{"mode": "refuse"} (503 to new requests), {"mode": "500"} (500 to new requests),
+{"mode": "cut_after", "after": N} (streams close the connection after N events, non-streaming
+requests close it before replying), {"mode": "hang"} (new requests get no reply until healed or
+stopped); POST /_sim/heal ends it; GET /_sim/state shows counters and the fault. A fault applies
+to requests that arrive while it is set; /health answers 503 under refuse, 500 and hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from hostkit import openai_shapes as oai
+from hostkit import sim_metrics
+from hostkit.sim_text import (
+    count_chat_prompt_tokens,
+    count_completion_prompt_tokens,
+    cut_at_stop,
+    generate_tokens,
+)
+
+DEFAULT_MAX_TOKENS = 16  # when a request gives none (OpenAI's completions default)
+MAX_CHOICES = 16  # bound on `n` (and prompts x n), so one request cannot occupy the sim for long
+SHUTDOWN_GRACE_S = 1.0  # stop() lets running handlers finish this long, then cancels them
+
+FaultMode = Literal["refuse", "500", "cut_after", "hang"]
+
+
+class SimTiming(BaseModel):
+    """Speed and capacity of the simulated engine; passed in by whoever starts it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefill_tps: float = Field(default=5000.0, gt=0, description="prompt tokens per second")
+    decode_tps: float = Field(default=40.0, gt=0, description="output tokens per second per stream")
+    ttft_base_s: float = Field(default=0.05, ge=0, description="fixed part of time to first token")
+    max_concurrency: int = Field(default=64, ge=1, description="running requests; more wait")
+    batch_capacity: int = Field(default=32, ge=1, description="streams decoded at full per-stream speed")
+    speed: float = Field(default=1.0, ge=0, description="time multiplier; 0 = never sleep")
+    kv_cache_tokens: int = Field(default=262_144, ge=1, description="KV cache size, for kv_cache_usage_perc")
+    max_model_len: int = Field(default=8192, ge=2, description="context length: prompt + completion tokens")
+
+
+@dataclass(frozen=True)
+class Fault:
+    mode: FaultMode
+    after: int = 0  # cut_after: SSE events sent before the connection is closed
+
+
+class _FailBody(msgspec.Struct):
+    mode: FaultMode
+    after: int = 0
+
+
+@dataclass
+class _Job:
+    """A validated generation request."""
+
+    model: str
+    chat: bool
+    prompts: list[str]
+    prompt_tokens: int
+    max_tokens: int
+    n: int
+    seed: int
+    stop: list[str]
+    stream: bool
+    include_usage: bool
+
+
+class _Pacer:
+    """Sleeps along one schedule per request, so per-token sleeps do not accumulate drift.
+
+    Yields to the loop at least every 64 steps even when no sleep is due (speed 0), so a long
+    reply never holds the event loop.
+    """
+
+    def __init__(self, speed: float) -> None:
+        self._speed = speed
+        self._loop = asyncio.get_running_loop()
+        self._due = self._loop.time()
+        self._unyielded = 0
+
+    async def wait(self, seconds: float) -> None:
+        if self._speed > 0:
+            self._due += seconds / self._speed
+            delay = self._due - self._loop.time()
+            if delay > 0:
+                self._unyielded = 0
+                await asyncio.sleep(delay)
+                return
+        self._unyielded += 1
+        if self._unyielded >= 64:
+            self._unyielded = 0
+            await asyncio.sleep(0)
+
+
+class SimEngine:
+    """A running simulated engine. Build it with `start_sim_engine`."""
+
+    def __init__(self, models: list[str], timing: SimTiming, seed: int) -> None:
+        if not models:
+            raise ValueError("the simulated engine needs at least one model")
+        self.models = list(dict.fromkeys(models))
+        self.timing = timing
+        self.seed = seed
+        self.stats = {m: sim_metrics.ModelStats() for m in self.models}
+        self.host = ""
+        self.port = 0
+        self._slots = {m: asyncio.Semaphore(timing.max_concurrency) for m in self.models}
+        self._fault: Fault | None = None
+        self._unhang = asyncio.Event()
+        self._closed = False
+        self._created = int(time.time())
+        self._runner: web.AppRunner | None = None
+
+    # -- public face ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL without /v1, e.g. http://127.0.0.1:8001."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def requests_total(self) -> int:
+        return sum(s.requests_total for s in self.stats.values())
+
+    @property
+    def running(self) -> int:
+        return sum(s.running for s in self.stats.values())
+
+    @property
+    def waiting(self) -> int:
+        return sum(s.waiting for s in self.stats.values())
+
+    @property
+    def fault(self) -> Fault | None:
+        return self._fault
+
+    def fail(self, mode: FaultMode, after: int = 0) -> None:
+        if after < 0:
+            raise ValueError("after must be >= 0")
+        self._fault = Fault(mode, after)
+        if mode == "hang":
+            self._unhang.clear()
+
+    def heal(self) -> None:
+        self._fault = None
+        self._unhang.set()
+
+    async def stop(self) -> None:
+        self._closed = True
+        self._unhang.set()  # hung requests wake and drop their connections
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- server --------------------------------------------------------------------------------
+
+    async def _start(self, host: str, port: int) -> None:
+        app = web.Application()
+        app.add_routes([
+            web.get("/v1/models", self._models),
+            web.post("/v1/chat/completions", self._chat),
+            web.post("/v1/completions", self._completions),
+            web.get("/health", self._health),
+            web.get("/metrics", self._metrics),
+            web.post("/_sim/fail", self._sim_fail),
+            web.post("/_sim/heal", self._sim_heal),
+            web.get("/_sim/state", self._sim_state),
+        ])
+        # handler_cancellation: a client that disconnects aborts its request, as in vLLM.
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_GRACE_S)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.host, self.port = runner.addresses[0][:2]
+
+    async def _models(self, _request: web.Request) -> web.Response:
+        return _json(oai.models_list(self.models, self._created, self.timing.max_model_len))
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        unhealthy = self._fault is not None and self._fault.mode != "cut_after"
+        return web.Response(status=503 if unhealthy else 200)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        text = sim_metrics.render(self.stats, self.timing.kv_cache_tokens)
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    async def _sim_fail(self, request: web.Request) -> web.Response:
+        try:
+            body = oai.decode_request(await request.read(), _FailBody)
+            self.fail(body.mode, body.after)
+        except (oai.BadRequest, ValueError) as exc:
+            return _error(oai.BadRequest(str(exc), param="mode"))
+        return await self._sim_state(request)
+
+    async def _sim_heal(self, request: web.Request) -> web.Response:
+        self.heal()
+        return await self._sim_state(request)
+
+    async def _sim_state(self, _request: web.Request) -> web.Response:
+        fault = None if self._fault is None else {"mode": self._fault.mode, "after": self._fault.after}
+        return _json(msgspec.json.encode({
+            "fault": fault, "requests_total": self.requests_total, "running": self.running,
+            "waiting": self.waiting, "models": self.models,
+        }))
+
+    # -- generation ----------------------------------------------------------------------------
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = oai.decode_request(await request.read(), oai.ChatRequest)
+            texts = [m.text() for m in body.messages]
+            if not texts:
+                raise oai.BadRequest("messages must not be empty", param="messages")
+            prompt = "\n".join(f"{m.role}: {t}" for m, t in zip(body.messages, texts, strict=True))
+            job = self._job(body, chat=True, prompts=[prompt], prompt_tokens=[count_chat_prompt_tokens(texts)],
+                            max_tokens=body.max_completion_tokens or body.max_tokens, prompt_param="messages")
+        except oai.BadRequest as exc:
+            return _error(exc)
+        return await self._serve(request, job)
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = oai.decode_request(await request.read(), oai.CompletionRequest)
+            prompts = body.prompts()
+            if not prompts:
+                raise oai.BadRequest("prompt must not be empty", param="prompt")
+            job = self._job(body, chat=False, prompts=prompts,
+                            prompt_tokens=[count_completion_prompt_tokens(p) for p in prompts],
+                            max_tokens=body.max_tokens, prompt_param="prompt")
+        except oai.BadRequest as exc:
+            return _error(exc)
+        return await self._serve(request, job)
+
+    def _job(self, body: oai.ChatRequest | oai.CompletionRequest, *, chat: bool, prompts: list[str],
+             prompt_tokens: list[int], max_tokens: int | None, prompt_param: str) -> _Job:
+        if body.model not in self.stats:
+            raise oai.BadRequest(f"The model `{body.model}` does not exist.", param="model", status=404,
+                                 code="model_not_found")
+        if body.stream_options is not None and not body.stream:
+            raise oai.BadRequest("Stream options can only be defined when `stream=True`.", param="stream_options")
+        if not 1 <= body.n * len(prompts) <= MAX_CHOICES:
+            raise oai.BadRequest(f"n (times the number of prompts) must be between 1 and {MAX_CHOICES}", param="n")
+        limit = self.timing.max_model_len
+        longest = max(prompt_tokens)
+        if longest >= limit:
+            raise oai.BadRequest(
+                f"This model's maximum context length is {limit} tokens. However, your request has {longest} "
+                f"input tokens. Please reduce the length of the input.", param=prompt_param,
+                code="context_length_exceeded")
+        if max_tokens is None:
+            max_tokens = min(DEFAULT_MAX_TOKENS, limit - longest)
+        elif max_tokens < 1:
+            raise oai.BadRequest(f"max_tokens must be at least 1, got {max_tokens}.", param="max_tokens")
+        elif longest + max_tokens > limit:
+            raise oai.BadRequest(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{longest + max_tokens} tokens ({longest} in the input, {max_tokens} in the completion). "
+                f"Please reduce the length of the input or completion.", param="max_tokens",
+                code="context_length_exceeded")
+        return _Job(
+            model=body.model, chat=chat, prompts=prompts, prompt_tokens=sum(prompt_tokens), max_tokens=max_tokens,
+            n=body.n, seed=self.seed if body.seed is None else body.seed, stop=body.stop_list(), stream=body.stream,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        )
+
+    async def _serve(self, request: web.Request, job: _Job) -> web.StreamResponse:
+        stats = self.stats[job.model]
+        stats.requests_total += 1
+        fault = self._fault
+        if fault is not None and fault.mode == "refuse":
+            return _error(oai.BadRequest("The engine is not accepting requests.", status=503,
+                                         code="engine_unavailable"))
+        if fault is not None and fault.mode == "500":
+            return _error(oai.BadRequest("Simulated engine failure.", status=500, code="engine_error"))
+        if fault is not None and fault.mode == "hang":
+            await self._unhang.wait()
+            if self._closed:
+                return _drop(request, web.Response())
+        cut_after = fault.after if fault is not None and fault.mode == "cut_after" else None
+
+        outputs = [
+            cut_at_stop(generate_tokens(job.model, prompt, job.seed, choice, job.max_tokens), job.stop)
+            for prompt in job.prompts for choice in range(job.n)
+        ]
+        finish = ["stop" if stopped else "length" for _, stopped in outputs]
+        tokens = [toks for toks, _ in outputs]
+        use = oai.usage(job.prompt_tokens, sum(len(t) for t in tokens))
+        rid = ("chatcmpl-" if job.chat else "cmpl-") + secrets.token_hex(16)
+        created = int(time.time())
+
+        if not job.stream:
+            async with contextlib.aclosing(self._generate(job, tokens)) as steps:
+                async for _ in steps:
+                    pass
+            if cut_after is not None:
+                return _drop(request, web.Response())
+            build = oai.chat_completion if job.chat else oai.text_completion
+            return _json(build(rid, created, job.model, ["".join(t) for t in tokens], finish, use))
+
+        # Like vLLM, headers go out at once; events follow as tokens are generated.
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        writer = oai.ChunkWriter(rid, created, job.model, chat=job.chat, include_usage=job.include_usage)
+        sent = 0
+
+        async def send(event: bytes) -> None:
+            nonlocal sent
+            if cut_after is not None and sent >= cut_after:
+                raise _Cut
+            await resp.write(event)
+            sent += 1
+
+        try:
+            if job.chat:
+                for i in range(len(tokens)):
+                    await send(writer.role(i))
+            # aclosing: a cut or lost stream gives its running slot back now, not at garbage collection.
+            async with contextlib.aclosing(self._generate(job, tokens)) as steps:
+                async for produced in steps:
+                    for i, text in produced:
+                        await send(writer.token(i, text))
+            for i, reason in enumerate(finish):
+                await send(writer.finish(i, reason))
+            if job.include_usage:
+                await send(writer.usage(use))
+            await send(writer.done())
+        except _Cut:
+            return _drop(request, resp)
+        await resp.write_eof()
+        return resp
+
+    async def _generate(self, job: _Job, tokens: list[list[str]]) -> AsyncIterator[list[tuple[int, str]]]:
+        """Admit the job, pay prefill, then yield each decode step's (choice, token) pairs."""
+        t = self.timing
+        stats = self.stats[job.model]
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        async with self._admitted(job) as hold:
+            pacer = _Pacer(t.speed)
+            hold(job.prompt_tokens)
+            await pacer.wait(t.ttft_base_s + job.prompt_tokens / t.prefill_tps)
+            stats.prompt_tokens_total += job.prompt_tokens
+            for step in range(max(len(toks) for toks in tokens)):
+                await pacer.wait(max(1.0, stats.running / t.batch_capacity) / t.decode_tps)
+                produced = [(i, toks[step]) for i, toks in enumerate(tokens) if step < len(toks)]
+                stats.generation_tokens_total += len(produced)
+                hold(len(produced))
+                if step == 0:
+                    stats.observe_ttft(loop.time() - arrived)
+                yield produced
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, job: _Job) -> AsyncIterator[_KvHold]:
+        """Wait for a running slot (counted as waiting), then count as running until done."""
+        stats = self.stats[job.model]
+        slot = self._slots[job.model]
+        stats.waiting += 1
+        try:
+            await slot.acquire()
+        finally:
+            stats.waiting -= 1
+        stats.running += 1
+        hold = _KvHold(stats)
+        try:
+            yield hold
+        finally:
+            stats.running -= 1
+            stats.kv_tokens -= hold.held
+            slot.release()
+
+
+class _KvHold:
+    """KV-cache tokens a running request holds; released when it leaves the batch."""
+
+    def __init__(self, stats: sim_metrics.ModelStats) -> None:
+        self._stats = stats
+        self.held = 0
+
+    def __call__(self, tokens: int) -> None:
+        self.held += tokens
+        self._stats.kv_tokens += tokens
+
+
+class _Cut(Exception):
+    """A cut_after fault ends this stream here."""
+
+
+def _drop(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """Close the connection without finishing the reply (a simulated crash or cut).
+
+    aiohttp then fails to write the response's end on the closed transport and treats it as a
+    client that went away: no error log, and the client sees a body cut short (or no reply).
+    """
+    if request.transport is not None:
+        request.transport.close()
+    return resp
+
+
+def _json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _error(exc: oai.BadRequest) -> web.Response:
+    type_ = {404: "not_found_error", 500: "server_error", 503: "service_unavailable_error"}.get(
+        exc.status, "invalid_request_error")
+    return _json(oai.error_body(exc.message, type_=type_, code=exc.code, param=exc.param), status=exc.status)
+
+
+async def start_sim_engine(
+    models: list[str],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timing: SimTiming | None = None,
+    seed: int = 0,
+) -> SimEngine:
+    """Start a simulated engine serving `models`; port 0 picks a free port (see `.url`).
+
+    `seed` is the default for requests that give none, so output depends on (model, prompt, seed).
+    """
+    engine = SimEngine(models, timing or SimTiming(), seed)
+    await engine._start(host, port)
+    return engine

@@ -1,0 +1,133 @@
+"""A real router on loopback (uvicorn, real SQLite), with simulated hosts registered through
+the real host API. Used by the client API, failover and drain tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import httpx
+import msgspec
+
+from backend.app import Services, create_app
+from backend.server import listen_socket, uvicorn_server
+from backend.settings import Settings
+from hostkit import protocol
+from hostkit.sim_engine import SimEngine, SimTiming, start_sim_engine
+
+FAST = SimTiming(speed=0)
+
+
+@dataclass
+class SimHost:
+    """A simulated engine plus the heartbeats its agent would send."""
+
+    router: Router
+    name: str
+    token: str
+    host_id: str
+    engine: SimEngine
+    models: list[str]
+    task: asyncio.Task | None = None
+    draining: bool = False
+    replies: list[protocol.HeartbeatReply] = field(default_factory=list)
+
+    def _served(self) -> list[protocol.ServedModel]:
+        return [protocol.ServedModel(model=m, endpoint=self.engine.url, engine="sim") for m in self.models]
+
+    async def register(self) -> None:
+        body = protocol.Register(name=self.name, models=self._served(), agent_version="test")
+        r = await self.router.http.post("/hosts/register", content=msgspec.json.encode(body),
+                                        headers={"Authorization": f"Bearer {self.token}"})
+        r.raise_for_status()
+        self.task = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.router.services.fleet.heartbeat_interval_s)
+            body = protocol.Heartbeat(models=self._served(), in_flight=self.engine.running, draining=self.draining)
+            with contextlib.suppress(httpx.HTTPError):
+                r = await self.router.http.post("/hosts/heartbeat", content=msgspec.json.encode(body),
+                                                headers={"Authorization": f"Bearer {self.token}"})
+                if r.status_code == 200:
+                    self.replies.append(msgspec.json.decode(r.content, type=protocol.HeartbeatReply))
+
+    async def silence(self) -> None:
+        """Stop heartbeating (the agent died), keep the engine."""
+        if self.task:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    async def kill(self) -> None:
+        """The whole host dies: no heartbeats, engine gone (connections refused or cut)."""
+        await self.silence()
+        await self.engine.stop()
+
+
+@dataclass
+class Router:
+    url: str
+    services: Services
+    http: httpx.AsyncClient  # the admin and host API client
+    admin: dict[str, str]
+    hosts: list[SimHost] = field(default_factory=list)
+
+    async def add_host(self, name: str, models: list[str], *, timing: SimTiming = FAST,
+                       payout_share_bps: int = 0) -> SimHost:
+        r = await self.http.post("/admin/hosts", json={"name": name, "provider": "local",
+                                                       "payout_share_bps": payout_share_bps}, headers=self.admin)
+        r.raise_for_status()
+        enrolled = r.json()
+        engine = await start_sim_engine(models, timing=timing)
+        host = SimHost(self, name, enrolled["token"], enrolled["host"]["id"], engine, models)
+        await host.register()
+        self.hosts.append(host)
+        return host
+
+    async def client_with_key(self, name: str = "acme", credit_usd: str = "10.00") -> tuple[str, str]:
+        r = await self.http.post("/admin/clients", json={"name": name}, headers=self.admin)
+        r.raise_for_status()
+        client_id = r.json()["id"]
+        if credit_usd != "0":
+            r = await self.http.post(f"/admin/clients/{client_id}/credit",
+                                     json={"amount_usd": credit_usd, "idempotency_key": f"seed-{client_id}"},
+                                     headers=self.admin)
+            r.raise_for_status()
+        r = await self.http.post(f"/admin/clients/{client_id}/keys", json={"name": "test"}, headers=self.admin)
+        r.raise_for_status()
+        return client_id, r.json()["secret"]
+
+
+@contextlib.asynccontextmanager
+async def running_router(settings: Settings):
+    services = await Services.start(settings)
+    app = create_app(settings, services=services)
+    sock = listen_socket("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn_server(app)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    http = httpx.AsyncClient(base_url=url, timeout=30)
+    router = Router(url, services, http, {"Authorization": f"Bearer {services.admin_token}"})
+    try:
+        yield router
+    finally:
+        for h in router.hosts:
+            await h.silence()
+            with contextlib.suppress(Exception):
+                await h.engine.stop()
+        await http.aclose()
+        server.should_exit = True
+        await task
+        await services.close()
+        sock.close()
+
+
+def router_settings(tmp_path, **overrides) -> Settings:
+    base = dict(data_dir=tmp_path, heartbeat_interval_s=0.1, key_rate_limit_rps=0, hold_ttl_s=600)
+    base.update(overrides)
+    return Settings(**base)
