@@ -282,6 +282,7 @@ class Agent:
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> AgentStatus:
+        beat = self._last_heartbeat_at
         return AgentStatus(
             name=self.config.name,
             state=self.state,
@@ -294,7 +295,7 @@ class Agent:
             in_flight=self._in_flight,
             router_outstanding=self._router_outstanding,
             draining=self._draining,
-            last_heartbeat_at=self._last_heartbeat_at.isoformat(timespec="seconds") if self._last_heartbeat_at else None,
+            last_heartbeat_at=beat.isoformat(timespec="seconds") if beat is not None else None,
             heartbeat_interval_s=self._interval,
             agent_version=__version__,
         )
@@ -313,7 +314,7 @@ async def run_agent(config: AgentConfig) -> int:
         await agent.stop(drain_timeout_s=0)
         return 2
     try:
-        control = await start_control_api(agent, config.control_port)
+        control = await start_control_api(agent, config.control_port, config.drain_timeout_s)
     except OSError as exc:
         log.error("cannot open the control API on 127.0.0.1:%d: %s", config.control_port, exc)
         await agent.stop(drain_timeout_s=0)

@@ -1,18 +1,233 @@
-"""`tokenmill-host`: the agent on a GPU host."""
+"""`tokenmill-host`: the agent on a GPU host.
+
+    tokenmill-host run [--config PATH]            run the engine and the agent until SIGTERM/SIGINT
+    tokenmill-host drain [--timeout S]            drain through the local control API; exit 0 once drained
+    tokenmill-host resume                         take new requests again
+    tokenmill-host status [--json]                the agent's state
+    tokenmill-host sim-engine --models a,b ...    only the simulated engine (no router, no agent)
+
+drain/resume/status find the control API with --control-port, else $TOKENMILL_HOST_CONTROL_PORT,
+else control_port in the config file, else 8650. Exit codes: 0 done, 1 failed, 2 bad configuration.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import httpx
+import msgspec
 
 from hostkit import __version__
+from hostkit.config import ConfigError, control_port_hint, load_config
+from hostkit.control_api import CONTROL_HOST, AgentStatus, DrainResult
+from hostkit.sim_engine import SimTiming
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for every platform
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _setup_logging(level: str) -> None:
+    """Log to stderr (journald keeps it under systemd), with UTC timestamps."""
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per heartbeat otherwise
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hostkit.agent import run_agent
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"tokenmill-host: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+    _setup_logging(config.log_level)
+    return _run_async(run_agent(config))
+
+
+def _control_url(args: argparse.Namespace) -> str:
+    port = args.control_port or control_port_hint(args.config, os.environ)
+    return f"http://{CONTROL_HOST}:{port}"
+
+
+def _unreachable(url: str, exc: Exception) -> int:
+    print(f"tokenmill-host: no agent answers at {url} ({type(exc).__name__}); is `tokenmill-host run` running?",
+          file=sys.stderr)
+    return 1
+
+
+def _refused(resp: httpx.Response) -> int:
+    print(f"tokenmill-host: the agent refused: {resp.text}", file=sys.stderr)
+    return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    url = _control_url(args)
+    try:
+        resp = httpx.get(f"{url}/status", timeout=5.0)
+    except httpx.HTTPError as exc:
+        return _unreachable(url, exc)
+    if args.json:
+        print(resp.text)
+        return 0
+    st = msgspec.json.decode(resp.content, type=AgentStatus)
+    rows = [
+        ("name", st.name), ("state", st.state), ("host id", st.host_id or "-"),
+        ("router", f"{st.router_url} ({'reachable' if st.router_reachable else 'UNREACHABLE'})"),
+        ("engine", st.engine),
+        ("models", ", ".join(f"{m} at {st.endpoints.get(m, 'N/A')}" for m in st.models)),
+        ("in flight", "N/A" if st.in_flight is None else str(st.in_flight)),
+        ("outstanding at router", "N/A" if st.router_outstanding is None else str(st.router_outstanding)),
+        ("last heartbeat (UTC)", st.last_heartbeat_at or "never"),
+        ("agent version", st.agent_version),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    return 0
+
+
+async def _drain(url: str, timeout_s: float) -> int:
+    async with httpx.AsyncClient(timeout=timeout_s + 10.0) as http:
+        request = asyncio.ensure_future(http.post(f"{url}/drain", json={"timeout_s": timeout_s}))
+        # Bounded: the agent answers POST /drain after timeout_s at the latest, and httpx gives up after
+        # timeout_s + 10 s; meanwhile show progress once a second.
+        while not request.done():
+            await asyncio.wait({request}, timeout=1.0)
+            if request.done():
+                break
+            try:
+                st = msgspec.json.decode((await http.get(f"{url}/status", timeout=2.0)).content, type=AgentStatus)
+            except (httpx.HTTPError, msgspec.MsgspecError):
+                continue
+            in_flight = "N/A" if st.in_flight is None else st.in_flight
+            outstanding = "N/A" if st.router_outstanding is None else st.router_outstanding
+            print(f"{st.state}: {in_flight} in flight on the engine, {outstanding} outstanding at the router",
+                  flush=True)
+        try:
+            resp = request.result()
+        except httpx.HTTPError as exc:
+            return _unreachable(url, exc)
+    if resp.status_code != 200:
+        return _refused(resp)
+    result = msgspec.json.decode(resp.content, type=DrainResult)
+    if result.drained:
+        print("drained", flush=True)
+        return 0
+    print(f"not drained after {timeout_s:.0f} s (state {result.status.state}); the host keeps draining",
+          file=sys.stderr)
+    return 1
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    return _run_async(_drain(_control_url(args), args.timeout))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    url = _control_url(args)
+    try:
+        resp = httpx.post(f"{url}/resume", timeout=15.0)
+    except httpx.HTTPError as exc:
+        return _unreachable(url, exc)
+    if resp.status_code != 200:
+        return _refused(resp)
+    print(f"resumed (state: {msgspec.json.decode(resp.content, type=AgentStatus).state})")
+    return 0
+
+
+async def _serve_sim_engine(args: argparse.Namespace) -> int:
+    from hostkit.sim_engine import start_sim_engine
+
+    timing = SimTiming(**{k: v for k in SimTiming.model_fields if (v := getattr(args, k)) is not None})
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    engine = await start_sim_engine(models, host=args.host, port=args.port, timing=timing, seed=args.seed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"tokenmill-host sim-engine: serving {', '.join(models)} at {engine.url} (speed {timing.speed:g})",
+          flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await engine.stop()
+    return 0
+
+
+def cmd_sim_engine(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    try:
+        return _run_async(_serve_sim_engine(args))
+    except ValidationError as exc:
+        errors = "; ".join(f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+                           for e in exc.errors(include_url=False))
+        print(f"tokenmill-host sim-engine: {errors}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"tokenmill-host sim-engine: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tokenmill-host", description="tokenmill host agent")
+    p.add_argument("--version", action="version", version=f"tokenmill-host {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run the engine and the agent until SIGTERM/SIGINT")
+    run.add_argument("--config", help="agent TOML file (default $TOKENMILL_HOST_CONFIG or "
+                                      "/etc/tokenmill-host/agent.toml)")
+    run.set_defaults(func=cmd_run)
+
+    def control(name: str, help_: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("--control-port", type=int, help="the agent's local control port")
+        c.add_argument("--config", help="read control_port from this agent config")
+        return c
+
+    drain = control("drain", "stop taking requests, wait until none is in flight; exit 0 once drained")
+    drain.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default 600)")
+    drain.set_defaults(func=cmd_drain)
+    control("resume", "take requests again after a drain").set_defaults(func=cmd_resume)
+    status = control("status", "show the agent's state")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.set_defaults(func=cmd_status)
+
+    sim = sub.add_parser("sim-engine", help="serve only the simulated engine (vLLM's OpenAI-compatible surface)")
+    sim.add_argument("--models", required=True, help="comma-separated model ids")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8001, help="0 = any free port (printed)")
+    for name, field in SimTiming.model_fields.items():  # one flag per timing field, same defaults
+        sim.add_argument(f"--{name.replace('_', '-')}", dest=name, type=field.annotation, default=None,
+                         help=f"{field.description} (default {field.default})")
+    sim.add_argument("--seed", type=int, default=0, help="seed for requests that give none")
+    sim.set_defaults(func=cmd_sim_engine)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tokenmill-host", description="tokenmill host agent")
-    p.add_argument("--version", action="version", version=f"tokenmill-host {__version__}")
-    p.parse_args(argv)
-    p.print_help()
-    return 0
+    p = build_parser()
+    args = p.parse_args(argv)
+    if not getattr(args, "func", None):
+        p.print_help()
+        return 0
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

@@ -158,3 +158,16 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                 where = f"{file} (absent) and {ENV_PREFIX}* environment"
             lines.append(f"{where}: field {field}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def control_port_hint(path: str | Path | None, env: Mapping[str, str]) -> int:
+    """The agent's control port for drain/resume/status, which need no full valid config (and may not
+    be allowed to read the token in it): the environment, else the file's control_port, else the default."""
+    if env.get(ENV_PREFIX + "CONTROL_PORT", "").isdigit():
+        return int(env[ENV_PREFIX + "CONTROL_PORT"])
+    file, _ = config_path(path, env)
+    try:
+        value = tomllib.loads(file.read_text(encoding="utf-8")).get("control_port")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return DEFAULT_CONTROL_PORT
+    return value if isinstance(value, int) else DEFAULT_CONTROL_PORT

@@ -19,6 +19,45 @@ from hostkit.sim_engine import SimEngine, SimTiming, start_sim_engine
 FAST = SimTiming(speed=0)
 
 
+_ENGINE_PROCESS = """
+import asyncio, sys, json
+from hostkit.sim_engine import SimTiming, start_sim_engine
+async def main():
+    e = await start_sim_engine(json.loads(sys.argv[1]), timing=SimTiming.model_validate_json(sys.argv[2]))
+    print(e.port, flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+class EngineProcess:
+    """A simulated engine in its own process, so that a test can kill it like a crashed host."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc, self.port = proc, port
+        self.url = f"http://127.0.0.1:{port}"
+
+    @classmethod
+    async def start(cls, models: list[str], timing: SimTiming) -> EngineProcess:
+        import json
+        import sys
+
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _ENGINE_PROCESS, json.dumps(models), timing.model_dump_json(),
+            stdout=asyncio.subprocess.PIPE)
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        return cls(proc, int(line))
+
+    @property
+    def running(self) -> int:
+        return 0
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
 @dataclass
 class SimHost:
     """A simulated engine plus the heartbeats its agent would send."""
@@ -27,7 +66,7 @@ class SimHost:
     name: str
     token: str
     host_id: str
-    engine: SimEngine
+    engine: SimEngine | EngineProcess
     models: list[str]
     task: asyncio.Task | None = None
     draining: bool = False
@@ -76,12 +115,15 @@ class Router:
     hosts: list[SimHost] = field(default_factory=list)
 
     async def add_host(self, name: str, models: list[str], *, timing: SimTiming = FAST,
-                       payout_share_bps: int = 0) -> SimHost:
+                       payout_share_bps: int = 0, own_process: bool = False) -> SimHost:
         r = await self.http.post("/admin/hosts", json={"name": name, "provider": "local",
                                                        "payout_share_bps": payout_share_bps}, headers=self.admin)
         r.raise_for_status()
         enrolled = r.json()
-        engine = await start_sim_engine(models, timing=timing)
+        if own_process:
+            engine = await EngineProcess.start(models, timing)
+        else:
+            engine = await start_sim_engine(models, timing=timing)
         host = SimHost(self, name, enrolled["token"], enrolled["host"]["id"], engine, models)
         await host.register()
         self.hosts.append(host)

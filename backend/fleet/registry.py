@@ -169,7 +169,12 @@ class Fleet:
         return best
 
     def failed(self, replica: Replica, why: str) -> None:
-        """Eject a replica that failed, for a backoff that doubles with each failure in a row."""
+        """Eject a replica that failed, for a backoff that doubles with each failure in a row.
+
+        Requests already in flight when it was ejected may fail too; they do not lengthen the
+        ejection (a host that dies takes all its streams with it at once)."""
+        if replica.ejected_until > time.monotonic():
+            return
         replica.failures += 1
         backoff = min(self._eject_base * 2 ** (replica.failures - 1), self._eject_max)
         replica.ejected_until = time.monotonic() + backoff

@@ -1,0 +1,86 @@
+"""The agent's configuration: TOML file, environment, and errors that name file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hostkit.config import DEFAULT_CONTROL_PORT, ConfigError, control_port_hint, load_config
+
+SECRET = "tmh-config-test-SECRET-token"
+GOOD = f'''
+router_url = "https://router.example:8640/"
+host_token = "{SECRET}"
+name = "gpu-box-1"
+models = ["llama-3.1-8b-instruct"]
+gpu_type = "rtx4090"
+control_port = 9123
+
+[sim]
+decode_tps = 80
+speed = 0
+'''
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    cfg = load_config(path, env={"TOKENMILL_HOST_SIM__DECODE_TPS": "120", "TOKENMILL_HOST_MODELS": "a, b"})
+    assert cfg.router_url == "https://router.example:8640"
+    assert cfg.models == ["a", "b"]  # the environment wins, comma-separated
+    assert cfg.sim.decode_tps == 120 and cfg.sim.speed == 0  # nested merge keeps the file's other keys
+    assert cfg.engine == "sim" and cfg.gpu_type == "rtx4090"
+    assert SECRET not in repr(cfg) and SECRET not in str(cfg.model_dump())
+
+
+def test_config_env_variable_and_environment_only(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    assert load_config(env={"TOKENMILL_HOST_CONFIG": str(path)}).name == "gpu-box-1"
+    cfg = load_config(env={"TOKENMILL_HOST_ROUTER_URL": "http://r:1", "TOKENMILL_HOST_HOST_TOKEN": SECRET,
+                           "TOKENMILL_HOST_MODELS": "m"})
+    assert cfg.models == ["m"] and cfg.host_token.get_secret_value() == SECRET
+
+
+def test_bad_field_names_file_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("decode_tps = 80", "decode_tps = -1"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert str(path) in str(err.value) and "sim.decode_tps" in str(err.value)
+
+
+def test_bad_environment_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD), env={"TOKENMILL_HOST_ENGINE": "tgi"})
+    assert "TOKENMILL_HOST_ENGINE: field engine" in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("router_url = ", "not valid TOML"),
+    (GOOD.replace("https://", "ftp://"), "field router_url"),
+    (GOOD.replace(f'"{SECRET}"', '""'), "field host_token"),
+    (GOOD + 'colour = "blue"\n', "field sim.colour"),  # a misspelt key inside [sim]
+    (GOOD.replace('name = "gpu-box-1"', 'engine_host = "0.0.0.0"'), "advertise_host"),
+], ids=["toml", "url", "token", "extra", "wildcard"])
+def test_invalid_files(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), env={})
+    assert needle in str(err.value)
+    assert SECRET not in str(err.value)
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml", env={})
+
+
+def test_control_port_hint(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    assert control_port_hint(path, {}) == 9123
+    assert control_port_hint(path, {"TOKENMILL_HOST_CONTROL_PORT": "9200"}) == 9200
+    assert control_port_hint(tmp_path / "absent.toml", {}) == DEFAULT_CONTROL_PORT
