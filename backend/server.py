@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 
 import uvicorn
@@ -26,11 +28,20 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal handling: uvicorn re-raises SIGTERM once it has stopped, which
+    would end the process before `serve` stops the local fleet and closes the ledger."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
 def uvicorn_server(app, *, log_level: str = "warning") -> uvicorn.Server:
     config = uvicorn.Config(app, loop="none", http="httptools", access_log=False, log_config=None,
                             log_level=log_level.lower(), lifespan="on", timeout_keep_alive=30,
                             server_header=False, date_header=False, backlog=2048)
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 async def serve(settings: Settings, *, local: bool = False, ready: asyncio.Event | None = None) -> None:
@@ -54,6 +65,24 @@ async def serve(settings: Settings, *, local: bool = False, ready: asyncio.Event
               flush=True)
         if ready is not None:
             ready.set()
+        loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task] = []
+
+        async def shutdown() -> None:
+            # The local fleet first, while the router still answers: its agents drain and
+            # deregister through the host API. Then the server.
+            if fleet is not None:
+                await fleet.stop()
+            server.should_exit = True
+
+        def on_signal() -> None:
+            if stopping:
+                server.force_exit = True  # a second signal: stop now
+            else:
+                stopping.append(asyncio.create_task(shutdown()))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
         await server.serve(sockets=[sock])
     finally:
         if fleet is not None:

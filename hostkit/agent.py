@@ -246,8 +246,9 @@ class Agent:
             return
         if reply.drain and not self._draining:
             self._begin_drain("router")
-        elif not reply.drain and reply.state == "active" and self._drain_origin == "router":
-            log.info("the router cancelled its drain request; resuming")
+        elif not reply.drain and self._drain_origin == "router":
+            # `drain` stands for as long as the operator's order does; false again means resumed.
+            log.info("the router withdrew its drain request; resuming")
             self._draining = False
             self._drain_origin = None
             self._drained.clear()

@@ -217,9 +217,15 @@ class Fleet:
         return host, token
 
     async def _set_state(self, host: HostState, state: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(update(Host.__table__).where(Host.__table__.c.id == host.id).values(state=state))
-        host.state = state
+        # In memory first: the router stops choosing a draining host at once, and a second call
+        # arriving during the write sees the new state.
+        before, host.state = host.state, state
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(update(Host.__table__).where(Host.__table__.c.id == host.id).values(state=state))
+        except BaseException:
+            host.state = before
+            raise
 
     async def drain(self, host: HostState, by: str = "operator") -> None:
         if host.state == "removed":

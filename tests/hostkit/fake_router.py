@@ -25,6 +25,7 @@ class FakeRouter:
         self.ask_drain = False  # HeartbeatReply.drain
         self.outstanding = 0  # HeartbeatReply/DrainReply.outstanding
         self.removed = False
+        self.forget_host = False  # answer the next heartbeat 404, as a router that lost its registry
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -68,6 +69,9 @@ class FakeRouter:
         self.calls.append((request.path, body))
         if action == "register":
             return _reply(RegisterReply(host_id="host-1", heartbeat_interval_s=self.interval_s))
+        if action == "heartbeat" and self.forget_host:
+            self.forget_host = False
+            return _reply(Error(message="unknown host", code="not_found"), status=404)
         if action == "heartbeat":
             state = "removed" if self.removed else "draining" if body.draining else "active"
             return _reply(HeartbeatReply(state=state, outstanding=self.outstanding, drain=self.ask_drain))
