@@ -52,6 +52,8 @@ class _Backoff:
 
 
 class Agent:
+    """The agent for one host: `start()`, then `drain()`/`resume()` on order, `stop()` to leave."""
+
     def __init__(self, config: AgentConfig, engine: Engine | None = None) -> None:
         self.config = config
         self.engine = engine or make_engine(config)
@@ -67,7 +69,8 @@ class Agent:
         self._drain_origin: Literal["local", "router"] | None = None
         self._drained = asyncio.Event()
         self._abort_drain = asyncio.Event()
-        self._stopping = False
+        self._leaving = False  # stop() has begun (it drains first)
+        self._stopping = False  # past the drain: no more drain/resume orders
         self._in_flight: int | None = None
         self._router_outstanding: int | None = None
         self._last_ok_mono: float | None = None  # monotonic time of the last successful heartbeat
@@ -87,8 +90,9 @@ class Agent:
 
     async def stop(self, drain_timeout_s: float | None = None) -> None:
         """Drain (at most drain_timeout_s, default from config), deregister, stop the engine."""
-        if self._stopping:
+        if self._leaving:
             return
+        self._leaving = True
         timeout = self.config.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
         if self._loop_task is not None:
             if not await self.drain(timeout):
@@ -140,7 +144,7 @@ class Agent:
         return self._drained.is_set()
 
     async def resume(self) -> None:
-        if self._stopping:
+        if self._leaving:  # a resume now would undo the drain that shutdown is waiting for
             raise AgentStopping("the agent is stopping")
         if self.host_id is not None:
             try:
@@ -204,8 +208,10 @@ class Agent:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep until the next beat, or less when something (a drain, a resume) needs telling now."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races the wake-up.
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         except TimeoutError:
             pass
         self._wake.clear()
@@ -223,7 +229,8 @@ class Agent:
             agent_version=__version__,
         ))
         self.host_id = reply.host_id
-        self._interval = reply.heartbeat_interval_s
+        if reply.heartbeat_interval_s > 0:  # the router knows how long it waits before marking us down
+            self._interval = reply.heartbeat_interval_s
         self._note_router_ok()
         if not self._draining:
             self.state = "active"

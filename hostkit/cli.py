@@ -61,6 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_async(run_agent(config))
 
 
+# The control API is on loopback: trust_env=False keeps a configured HTTP_PROXY out of the way.
 def _control_url(args: argparse.Namespace) -> str:
     port = args.control_port or control_port_hint(args.config, os.environ)
     return f"http://{CONTROL_HOST}:{port}"
@@ -80,7 +81,7 @@ def _refused(resp: httpx.Response) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     url = _control_url(args)
     try:
-        resp = httpx.get(f"{url}/status", timeout=5.0)
+        resp = httpx.get(f"{url}/status", timeout=5.0, trust_env=False)
     except httpx.HTTPError as exc:
         return _unreachable(url, exc)
     if args.json:
@@ -104,7 +105,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _drain(url: str, timeout_s: float) -> int:
-    async with httpx.AsyncClient(timeout=timeout_s + 10.0) as http:
+    async with httpx.AsyncClient(timeout=timeout_s + 10.0, trust_env=False) as http:
         request = asyncio.ensure_future(http.post(f"{url}/drain", json={"timeout_s": timeout_s}))
         # Bounded: the agent answers POST /drain after timeout_s at the latest, and httpx gives up after
         # timeout_s + 10 s; meanwhile show progress once a second.
@@ -142,7 +143,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     url = _control_url(args)
     try:
-        resp = httpx.post(f"{url}/resume", timeout=15.0)
+        resp = httpx.post(f"{url}/resume", timeout=15.0, trust_env=False)
     except httpx.HTTPError as exc:
         return _unreachable(url, exc)
     if resp.status_code != 200:

@@ -27,7 +27,8 @@ class EngineProbe:
     def __init__(self, endpoints: list[EngineEndpoint], engine_kind: str, timeout_s: float = 2.0) -> None:
         self._endpoints = endpoints
         self._kind = engine_kind
-        self._http = httpx.AsyncClient(timeout=timeout_s)
+        # trust_env=False: a host's HTTP_PROXY must not capture calls to its own engine.
+        self._http = httpx.AsyncClient(timeout=timeout_s, trust_env=False)
 
     async def _read_server(self, url: str) -> tuple[bool, dict[str, EngineMetrics] | None]:
         try:

@@ -221,8 +221,10 @@ class SimEngine:
         try:
             body = oai.decode_request(await request.read(), _FailBody)
             self.fail(body.mode, body.after)
-        except (oai.BadRequest, ValueError) as exc:
-            return _error(oai.BadRequest(str(exc), param="mode"))
+        except oai.BadRequest as exc:
+            return _error(exc)
+        except ValueError as exc:
+            return _error(oai.BadRequest(str(exc), param="after"))
         return await self._sim_state(request)
 
     async def _sim_heal(self, request: web.Request) -> web.Response:

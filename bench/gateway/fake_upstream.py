@@ -125,8 +125,8 @@ class Replies:
 class HttpConn(asyncio.Protocol):
     """One keep-alive connection; requests are answered in order (pipelined ones wait)."""
 
-    __slots__ = ("_body", "_closed", "_i", "_keep", "_loop", "_parser", "_paused", "_pending", "_pieces",
-                 "_replies", "_transport", "_url", "_interval")
+    __slots__ = ("_body", "_closed", "_i", "_interval", "_keep", "_loop", "_parser", "_paused", "_pending",
+                 "_pieces", "_replies", "_transport", "_url")
 
     def __init__(self, replies: Replies, interval_s: float) -> None:
         self._replies = replies

@@ -32,15 +32,40 @@ CHUNKS = 20
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu_s(pid: int) -> float | None:
-    """utime+stime of a process (all its threads) in seconds, or None if it is gone."""
+def _times(path: str) -> tuple[float, float] | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
+        with open(path, "rb") as fh:
             raw = fh.read()
     except OSError:
         return None
     fields = raw[raw.rindex(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # fields 14 and 15 of proc(5)
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK  # utime, stime: fields 14 and 15 of proc(5)
+
+
+def proc_cpu_s(pid: int) -> dict[str, float] | None:
+    """CPU seconds of a process: total (all threads), user, system, and its main thread's (the
+    event loop of an asyncio server), or None if it is gone."""
+    whole = _times(f"/proc/{pid}/stat")
+    main = _times(f"/proc/{pid}/task/{pid}/stat")
+    if whole is None:
+        return None
+    return {"total": whole[0] + whole[1], "user": whole[0], "sys": whole[1],
+            "main_thread": main[0] + main[1] if main else 0.0}
+
+
+def cores_busy_s() -> dict[str, tuple[float, float]]:
+    """Per CPU: (busy seconds, steal seconds) since boot, from /proc/stat."""
+    out = {}
+    try:
+        with open("/proc/stat", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"cpu") and line[3:4].isdigit():
+                    name, *v = line.split()
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in v[:8])
+                    out[name.decode()] = ((user + nice + system + irq + softirq) / _TICK, steal / _TICK)
+    except OSError:
+        pass
+    return out
 
 
 def pct(sorted_values: list[float], q: float) -> float | None:
@@ -158,6 +183,7 @@ async def run(args: argparse.Namespace) -> dict:
             await asyncio.sleep(args.warmup)
             cpu0 = {pid: proc_cpu_s(pid) for pid in args.watch_pid}
             self0 = os.times()
+            cores0 = cores_busy_s()
             t0 = time.perf_counter()
             stats.measuring = True
             if target:
@@ -168,6 +194,7 @@ async def run(args: argparse.Namespace) -> dict:
             stats.measuring = False
             cpu1 = {pid: proc_cpu_s(pid) for pid in args.watch_pid}
             self1 = os.times()
+            cores1 = cores_busy_s()
             stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks), args.timeout + 5)
         finally:
@@ -187,7 +214,7 @@ async def run(args: argparse.Namespace) -> dict:
     cpu = {}
     for pid in args.watch_pid:
         a, b = cpu0.get(pid), cpu1.get(pid)
-        cpu[str(pid)] = None if a is None or b is None else round(b - a, 3)
+        cpu[str(pid)] = None if a is None or b is None else {k: round(b[k] - a[k], 3) for k in a}
     return {
         "url": url, "mode": "stream" if args.stream else "unary", "concurrency": args.concurrency,
         "window_s": round(window, 3), "requests": stats.in_window,
@@ -197,6 +224,8 @@ async def run(args: argparse.Namespace) -> dict:
         "ttft_p50_ms": r(pct(ttft, 50)), "ttft_p99_ms": r(pct(ttft, 99)),
         "errors": stats.errors_total, "errors_in_window": stats.errors_window, "error_kinds": stats.error_kinds,
         "ok_total": stats.ok_total, "cpu_s": cpu,
+        "cores_busy_s": {c: round(cores1[c][0] - cores0[c][0], 3) for c in cores1 if c in cores0},
+        "cores_steal_s": {c: round(cores1[c][1] - cores0[c][1], 3) for c in cores1 if c in cores0},
         "loadgen_cpu_s": round((self1.user + self1.system) - (self0.user + self0.system), 3),
     }
 

@@ -1,0 +1,63 @@
+"""The real host agent against the real router: `tokenmill-host drain` under load."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+from sqlalchemy import text
+
+from hostkit.agent import Agent
+from hostkit.config import AgentConfig
+from hostkit.sim_engine import SimTiming
+from tests.integration.test_failover import SLOW, one
+from tests.router_harness import router_settings, running_router
+
+MODEL = "llama-3.1-8b-instruct"
+
+
+async def test_an_agent_drains_under_load_and_leaves_when_idle(tmp_path):
+    async with running_router(router_settings(tmp_path, heartbeat_interval_s=0.5)) as router:
+        enrolled = (await router.http.post("/admin/hosts", json={"name": "agent-host"}, headers=router.admin)).json()
+        config = AgentConfig(router_url=router.url, host_token=enrolled["token"], name="agent-host",
+                             engine="sim", models=[MODEL], engine_port=0, control_port=0,
+                             heartbeat_interval_s=0.5, sim=SimTiming(**SLOW.model_dump()))
+        agent = Agent(config)
+        await agent.start()
+        fleet = router.services.fleet
+        host = fleet.host(enrolled["host"]["id"])
+        for _ in range(100):
+            if fleet.is_up(host):
+                break
+            await asyncio.sleep(0.02)
+        await router.add_host("staying", [MODEL], timing=SLOW)
+        _, secret = await router.client_with_key(credit_usd="100")
+        sdk = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0)
+        sim = agent.engine.sim
+        at_drain = {}
+
+        async def drain():
+            for _ in range(1000):  # until it is busy (bounded)
+                if host.outstanding >= 5:
+                    break
+                await asyncio.sleep(0.005)
+            at_drain["drained"] = await agent.drain(timeout_s=30)  # what `tokenmill-host drain` does
+
+        results, _ = await asyncio.gather(asyncio.gather(*(one(sdk, i) for i in range(60))), drain())
+        await sdk.close()
+        assert all(o == "ok" for o, _ in results)  # not one client request failed
+        assert at_drain["drained"] is True
+        # No request that arrived after the drain began was sent to the draining host.
+        await router.services.ledger.flush()
+        async with router.services.engine.connect() as conn:
+            starts = (await conn.execute(text("SELECT started_us FROM usage_event WHERE host_id = :h"),
+                                         {"h": host.id})).scalars().all()
+        began = next(e.ts_us for e in router.services.events.since(0)
+                     if e.kind == "host.draining" and e.subject == host.id)  # as the router saw it
+        assert starts and max(starts) < began
+        assert sim.requests_total == len(starts)
+        assert fleet.status(host) == "drained" and host.outstanding == 0
+        await agent.stop()  # leaves: deregisters and stops its engine
+        assert not host.registered and fleet.replicas(MODEL)[0].host.name == "staying"
+        kinds = [e.kind for e in router.services.events.since(0) if e.subject == host.id]
+        assert kinds[-2:] == ["host.draining", "host.left"]
