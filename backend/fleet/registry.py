@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from yarl import URL
 
 from backend.clock import now_us
 from backend.events import EventLog
@@ -45,6 +46,14 @@ class Replica:
     outstanding: int = 0
     failures: int = 0
     ejected_until: float = 0.0  # monotonic time
+    _urls: dict[str, URL] = field(default_factory=dict)
+
+    def endpoint(self, path: str) -> URL:
+        """The engine's URL for `path`, parsed once (URL parsing is a measurable cost per request)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self.url + path)
+        return url
 
 
 @dataclass(eq=False, slots=True)

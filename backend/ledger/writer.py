@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -137,6 +139,8 @@ class GroupCommitWriter:
         self._checkpoint_running = False
         self._last_checkpoint = 0.0
         self.checkpoint_interval_s = 0.5
+        self.inline_max_ops = 8  # commits this small run on the event loop (see _run)
+        self.lock_wait_s = 30.0
         self.batches = 0
         self.ops = 0
 
@@ -149,12 +153,32 @@ class GroupCommitWriter:
         self._conn = self._raw.driver_connection
         if self._sqlite:
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._conn.execute("PRAGMA busy_timeout=0")  # see _begin
             self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages stay hot
             # Every reference this connection writes (account ids, a hold's key) was checked
             # against the ledger's memory, which mirrors rows already committed; re-checking
             # each one in SQLite costs ~5 µs a row. Other connections, and PostgreSQL, still
             # enforce the foreign keys, and check_invariants() audits them.
             self._conn.execute("PRAGMA foreign_keys=OFF")
+
+    def _begin(self, cur, wait: bool) -> bool:
+        """BEGIN IMMEDIATE; the writer's connection never waits inside SQLite (busy_timeout 0),
+        so that a commit attempted on the event loop cannot block it."""
+        deadline = time.monotonic() + self.lock_wait_s
+        delay = 0.001
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if not wait:
+                    return False
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     def _checkpoint(self, mode: str = "PASSIVE") -> None:
         try:
@@ -224,7 +248,14 @@ class GroupCommitWriter:
                 del self._queue[: self._max_batch]
                 work = self._collect(batch)
                 try:
-                    ids = await loop.run_in_executor(self._thread, self._write, *work)
+                    ids = None
+                    if self._sqlite and len(batch) <= self.inline_max_ops:
+                        # A small commit takes less time than handing it to the thread and back
+                        # (two wake-ups and a GIL hand-off), so it runs here, unless it would
+                        # have to wait for the write lock.
+                        ids = self._write(*work, wait=False)
+                    if ids is None:
+                        ids = await loop.run_in_executor(self._thread, self._write, *work)
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:  # every failure must reach the callers
@@ -275,13 +306,16 @@ class GroupCommitWriter:
         delta_rows = [(d[0], d[1], d[2], d[3], a) for a, d in deltas.items()]
         return new_accounts, transfers, list(open_add.values()), open_del, usage, delta_rows
 
-    def _write(self, new_accounts, transfers, open_add, open_del, usage, delta_rows) -> list[int]:
-        """Runs in the writer thread: one transaction, or nothing."""
+    def _write(self, new_accounts, transfers, open_add, open_del, usage, delta_rows, *,
+               wait: bool = True) -> list[int] | None:
+        """One transaction, or nothing. With wait=False (on the event loop), returns None at
+        once instead of waiting when another connection holds SQLite's write lock."""
         conn, sql = self._conn, self._sql
         cur = conn.cursor()
+        if self._sqlite and not self._begin(cur, wait):
+            cur.close()
+            return None
         try:
-            if self._sqlite:
-                cur.execute("BEGIN IMMEDIATE")
             ids = []
             for op in new_accounts:
                 cur.execute(sql.insert_account, tuple(op.new_account[c] for c in sql.account_order))

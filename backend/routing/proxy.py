@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import msgspec
-from litestar import Response
-from litestar.response import Stream
+from multidict import CIMultiDict
 
 from backend.api.errors import ApiError, error_bytes
 from backend.clients.service import ClientDirectory, KeyInfo
@@ -34,9 +33,21 @@ from backend.routing.wire import ClientRequest, TokenUsage, decode_any, decode_r
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 2
+_UPSTREAM_HEADERS = CIMultiDict({"Content-Type": "application/json"})
 # Tokens a chat template may add around the messages (role markers, system preamble).
 TEMPLATE_TOKENS = 256
 _JSON = "application/json"
+
+
+@dataclass(slots=True)
+class Reply:
+    """What goes back to the client: a whole body, or a stream of SSE bytes."""
+
+    status: int
+    content_type: bytes
+    request_id: str
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
 
 
 class UpstreamFailed(Exception):
@@ -75,7 +86,7 @@ class Proxy:
         # One pooled session for every upstream call: keep-alive connections to each engine.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
-                                              skip_auto_headers=("User-Agent",))
+                                              skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -116,7 +127,7 @@ class Proxy:
         return req
 
     # ---------------------------------------------------------------- the request
-    async def handle(self, kind: str, key: KeyInfo, body: bytes) -> Response | Stream:
+    async def handle(self, kind: str, key: KeyInfo, body: bytes) -> Reply:
         """Serve one request for an authenticated key; raises ApiError for the client."""
         started = now_us()
         wait = self.limiter.allow(key.id)
@@ -173,11 +184,9 @@ class Proxy:
         except BaseException:
             self._settle(call, None, None, status="failed")
             raise
-        headers = {"x-request-id": request_id}
         if not req.stream or resp.status != 200:
-            return await self._finish_unary(call, rep, resp, payload, headers)
-        return Stream(self._relay(call, rep, resp, payload), status_code=200, media_type="text/event-stream",
-                      headers={**headers, "cache-control": "no-cache"})
+            return await self._finish_unary(call, rep, resp, payload)
+        return Reply(200, b"text/event-stream", request_id, stream=self._relay(call, rep, resp, payload))
 
     async def _open(self, call: Call, path: str, body: bytes,
                     rep: Replica) -> tuple[Replica, aiohttp.ClientResponse, bytes]:
@@ -196,7 +205,7 @@ class Proxy:
             rep.outstanding += 1
             resp = None
             try:
-                resp = await self._session.post(rep.url + path, data=body, headers={"Content-Type": _JSON})
+                resp = await self._session.post(rep.endpoint(path), data=body, headers=_UPSTREAM_HEADERS)
                 if resp.status >= 500:
                     raise UpstreamFailed(502, f"the engine answered {resp.status}")
                 if call.stream and resp.status == 200:
@@ -227,8 +236,7 @@ class Proxy:
             self.fleet.failed(rep, why)
         raise UpstreamFailed(last.status, f"{last} (tried {len(tried)} replica{'s' if len(tried) > 1 else ''})")
 
-    async def _finish_unary(self, call: Call, rep: Replica, resp: aiohttp.ClientResponse, body: bytes,
-                            headers: dict[str, str]) -> Response:
+    async def _finish_unary(self, call: Call, rep: Replica, resp: aiohttp.ClientResponse, body: bytes) -> Reply:
         try:
             usage = None
             if resp.status == 200:
@@ -246,8 +254,7 @@ class Proxy:
             except LedgerError as exc:
                 raise ApiError(503, f"Metering is unavailable, the request was not charged: {exc}",
                                code="ledger_unavailable") from None
-            return Response(content=body, status_code=resp.status,
-                            media_type=resp.headers.get("Content-Type", _JSON), headers=headers)
+            return Reply(resp.status, resp.headers.get("Content-Type", _JSON).encode(), call.request_id, body)
         finally:
             rep.outstanding -= 1
             resp.release()

@@ -224,11 +224,11 @@ async def test_a_failed_commit_is_rolled_back_in_memory_and_on_disk(ledger, monk
     real = writer._write
     calls = {"n": 0}
 
-    def failing(*rows):
+    def failing(*rows, **kw):
         calls["n"] += 1
         if calls["n"] == 1:
             raise OSError("disk full")
-        return real(*rows)
+        return real(*rows, **kw)
 
     monkeypatch.setattr(writer, "_write", failing)
     with pytest.raises(LedgerUnavailable, match="disk full"):
@@ -289,4 +289,27 @@ async def test_a_caller_keyed_hold_is_idempotent(ledger):
     await ledger.post("lease-1", 10)
     with pytest.raises(HoldResolved):
         await ledger.hold(CLIENT, chart.REVENUE, USD, code="lease", key="lease-1")
+    await assert_sound(ledger)
+
+
+async def test_a_commit_waits_for_another_writer_without_blocking_the_loop(ledger, db_url):
+    import asyncio
+    import sqlite3
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock")
+    await funded(ledger)
+    path = db_url.split(":///", 1)[1]
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # someone else holds the write lock
+    task = asyncio.create_task(ledger.transfer("grant-lock", chart.PROMOTIONS, CLIENT, USD, code="grant"))
+    ticks = 0
+    for _ in range(20):  # the event loop keeps running meanwhile
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert not task.done() and ticks == 20
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(task, 5)
+    assert ledger.account(CLIENT).balance == 11 * USD
     await assert_sound(ledger)
