@@ -47,7 +47,8 @@ def test_serve_local_end_to_end(tmp_path: Path):
         agents = children_of(proc.pid)
         assert len(agents) == 4  # three host agents and the traffic generator
 
-        secret = httpx.post(f"{url}/admin/clients/demo-acme/keys", json={"name": "test"}, headers=admin).json()["secret"]
+        issued = httpx.post(f"{url}/admin/clients/demo-acme/keys", json={"name": "test"}, headers=admin)
+        secret = issued.json()["secret"]
         sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
         models = {m.id for m in sdk.models.list().data}
         assert models == {"qwen2.5-0.5b-instruct", "llama-3.1-8b-instruct", "qwen2.5-7b-instruct"}
