@@ -248,7 +248,8 @@ class SimEngine:
                 raise oai.BadRequest("messages must not be empty", param="messages")
             prompt = "\n".join(f"{m.role}: {t}" for m, t in zip(body.messages, texts, strict=True))
             job = self._job(body, chat=True, prompts=[prompt], prompt_tokens=[count_chat_prompt_tokens(texts)],
-                            max_tokens=body.max_completion_tokens or body.max_tokens, prompt_param="messages")
+                            max_tokens=body.max_tokens if body.max_completion_tokens is None
+                            else body.max_completion_tokens, prompt_param="messages")
         except oai.BadRequest as exc:
             return _error(exc)
         return await self._serve(request, job)

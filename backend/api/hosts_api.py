@@ -51,7 +51,8 @@ async def heartbeat(request: Request) -> Response:
     try:
         reply = await _fleet(request).heartbeat(host, await _body(request, protocol.Heartbeat))
     except FleetError as exc:
-        raise ApiError(409, str(exc), code="not_registered") from None
+        # 404 tells the agent to register again (the router restarted, or forgot it).
+        raise ApiError(404, str(exc), code="not_registered") from None
     return _json(reply)
 
 

@@ -243,11 +243,11 @@ class Ledger:
         return {"batches": self._writer.batches, "operations": self._writer.ops, "queued": self._writer.queued}
 
     # ------------------------------------------------------------------ plumbing
-    def _submit(self, op: Op) -> asyncio.Future:
+    def _submit(self, op: Op, *, lazy: bool = False) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         op.future = fut
         op.submitted_ns = time.perf_counter_ns()
-        self._writer.enqueue(op)
+        self._writer.enqueue(op, lazy=lazy)
         return fut
 
     def _check_available(self) -> None:
@@ -432,11 +432,13 @@ class Ledger:
         return result
 
     def reserve(self, debit: str, credit: str, amount: int, *, code: str, ref: str | None = None,
-                ttl_us: int | None = None, key: str | None = None) -> tuple[Hold, asyncio.Future]:
+                ttl_us: int | None = None, key: str | None = None, lazy: bool = False) -> tuple[Hold, asyncio.Future]:
         """Reserve `amount` on `debit` now, without waiting for the disk (the hot path).
 
         Returns the hold and the future of its durability. The key is minted here unless
-        given, so it cannot collide; a caller-chosen key must go through `hold()`.
+        given: a given key must come from `mint_key()` (or go through `hold()`, which checks
+        it). `lazy`: nobody waits for this hold to be durable, so it may wait for the next
+        commit (see GroupCommitWriter.enqueue); a hold lost in a crash reserved nothing real.
         """
         self._check_available()
         amount = _amount(amount, "hold amount")
@@ -458,7 +460,7 @@ class Ledger:
         op.open_add.append((key, hold.expires_us))
         op.deltas.append((d.id, 0, 0, amount, 0))
         op.deltas.append((c.id, 0, 0, 0, amount))
-        fut = self._submit(op)
+        fut = self._submit(op, lazy=lazy)
         fut.add_done_callback(_consume)
         return hold, fut
 

@@ -19,6 +19,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, insert, update
@@ -107,7 +108,7 @@ def _sqlite_many(cur, template: tuple[str, str], rows: list[tuple]) -> None:
     while i < n:
         size = next(c for c in _CHUNKS if c <= n - i)
         chunk = rows[i : i + size]
-        cur.execute(text.format(rows=", ".join([one] * size)), [v for row in chunk for v in row])
+        cur.execute(text.format(rows=", ".join([one] * size)), list(chain.from_iterable(chunk)))
         i += size
 
 
@@ -140,6 +141,8 @@ class GroupCommitWriter:
         self._last_checkpoint = 0.0
         self.checkpoint_interval_s = 0.5
         self.inline_max_ops = 8  # commits this small run on the event loop (see _run)
+        self.lazy_delay_s = 0.05
+        self._lazy_timer: asyncio.TimerHandle | None = None
         self.lock_wait_s = 30.0
         self.batches = 0
         self.ops = 0
@@ -197,9 +200,19 @@ class GroupCommitWriter:
             self._last_checkpoint = now
             loop.run_in_executor(self._checkpointer, self._checkpoint)
 
-    def enqueue(self, op: Op) -> None:
+    def enqueue(self, op: Op, *, lazy: bool = False) -> None:
+        """Queue an operation. A lazy one (a hold nobody waits for) does not start a commit by
+        itself: it rides with the next one, or is committed `lazy_delay_s` later at the latest.
+        A request's hold and its settlement then usually share one transaction."""
         self._queue.append(op)
         self._idle.clear()
+        if not lazy:
+            self._wake.set()
+        elif self._lazy_timer is None:
+            self._lazy_timer = asyncio.get_running_loop().call_later(self.lazy_delay_s, self._wake_lazy)
+
+    def _wake_lazy(self) -> None:
+        self._lazy_timer = None
         self._wake.set()
 
     def take_queued(self) -> list[Op]:
@@ -214,6 +227,7 @@ class GroupCommitWriter:
     async def drain(self) -> None:
         """Wait until everything enqueued so far is durable (or failed)."""
         if self._task is not None:
+            self._wake.set()
             await self._idle.wait()
 
     async def close(self) -> None:
@@ -243,6 +257,9 @@ class GroupCommitWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._lazy_timer is not None:
+                self._lazy_timer.cancel()
+                self._lazy_timer = None
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]

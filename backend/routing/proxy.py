@@ -159,7 +159,7 @@ class Proxy:
         request_id = self.ledger.mint_key("req")
         try:
             self.ledger.reserve(chart.client_account(key.client_id), chart.REVENUE, held, code="usage",
-                                ref=request_id, key=request_id)
+                                ref=request_id, key=request_id, lazy=True)
         except InsufficientFunds as exc:
             raise ApiError(402, f"Insufficient credit: this request needs up to {format_usd(held)} "
                                 f"(at {model.id}'s current price) and the balance available is "

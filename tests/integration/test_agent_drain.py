@@ -61,3 +61,27 @@ async def test_an_agent_drains_under_load_and_leaves_when_idle(tmp_path):
         assert not host.registered and fleet.replicas(MODEL)[0].host.name == "staying"
         kinds = [e.kind for e in router.services.events.since(0) if e.subject == host.id]
         assert kinds[-2:] == ["host.draining", "host.left"]
+
+
+async def test_an_agent_registers_again_when_the_router_forgot_it(tmp_path):
+    async with running_router(router_settings(tmp_path, heartbeat_interval_s=0.2)) as router:
+        enrolled = (await router.http.post("/admin/hosts", json={"name": "h"}, headers=router.admin)).json()
+        agent = Agent(AgentConfig(router_url=router.url, host_token=enrolled["token"], name="h", engine="sim",
+                                  models=[MODEL], engine_port=0, control_port=0, heartbeat_interval_s=0.2,
+                                  sim=SimTiming(speed=0)))
+        await agent.start()
+        fleet = router.services.fleet
+        host = fleet.host(enrolled["host"]["id"])
+
+        async def until(cond) -> bool:
+            for _ in range(100):
+                if cond():
+                    return True
+                await asyncio.sleep(0.02)
+            return False
+
+        assert await until(lambda: fleet.is_up(host))
+        fleet.deregister(host)  # as after a router restart: registrations live in memory
+        assert not host.registered
+        assert await until(lambda: host.registered and fleet.choose(MODEL) is not None)
+        await agent.stop(drain_timeout_s=2)

@@ -313,3 +313,19 @@ async def test_a_commit_waits_for_another_writer_without_blocking_the_loop(ledge
     await asyncio.wait_for(task, 5)
     assert ledger.account(CLIENT).balance == 11 * USD
     await assert_sound(ledger)
+
+
+async def test_a_lazy_hold_rides_with_the_next_commit_or_a_timer(ledger):
+    import asyncio
+
+    await funded(ledger)
+    before = ledger.stats["batches"]
+    _, durable = ledger.reserve(CLIENT, chart.REVENUE, USD, code="usage", lazy=True)
+    await asyncio.sleep(0)
+    assert not durable.done()  # not committed on its own at once
+    await asyncio.wait_for(durable, 2)  # but within the lazy delay
+    assert ledger.stats["batches"] == before + 1
+    h2, d2 = ledger.reserve(CLIENT, chart.REVENUE, USD, code="usage", lazy=True)
+    await ledger.settle(h2.key, charged=5, usage=usage("req-lazy"))  # one commit for both
+    assert d2.done() and ledger.stats["batches"] == before + 2
+    await assert_sound(ledger)
