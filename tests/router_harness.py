@@ -170,6 +170,6 @@ async def running_router(settings: Settings):
 
 
 def router_settings(tmp_path, **overrides) -> Settings:
-    base = dict(data_dir=tmp_path, heartbeat_interval_s=0.1, key_rate_limit_rps=0, hold_ttl_s=600)
+    base = dict(data_dir=tmp_path, heartbeat_interval_s=0.3, key_rate_limit_rps=0, hold_ttl_s=600)
     base.update(overrides)
     return Settings(**base)

@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
@@ -246,7 +245,6 @@ class Ledger:
     def _submit(self, op: Op, *, lazy: bool = False) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         op.future = fut
-        op.submitted_ns = time.perf_counter_ns()
         self._writer.enqueue(op, lazy=lazy)
         return fut
 

@@ -66,4 +66,3 @@ class Op:
     new_account: dict | None = None
     result: object = None
     future: object = None  # asyncio.Future, set by the writer when durable (or failed)
-    submitted_ns: int = 0

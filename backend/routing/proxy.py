@@ -60,11 +60,10 @@ class UpstreamFailed(Exception):
 class Call:
     """One client request in flight."""
 
-    request_id: str
+    request_id: str  # also the key of its credit hold
     key: KeyInfo
     model: str
     quote: Quote
-    hold_key: str
     held: int
     stream: bool
     wants_usage: bool
@@ -134,10 +133,7 @@ class Proxy:
         if wait:
             raise ApiError(429, f"Rate limit reached for this key; retry in {wait:.1f}s.", code="rate_limited",
                            headers={"Retry-After": str(math.ceil(wait))})
-        if len(body) > self.max_body_bytes:
-            raise ApiError(413, f"Request body is {len(body)} bytes; the limit is {self.max_body_bytes}.",
-                           code="request_too_large")
-        req = self._parse(body, kind)
+        req = self._parse(body, kind)  # the body's size was checked as it was read
         model = self.models.get(req.model)
         if model is None or not self.fleet.replicas(req.model):
             raise ApiError(404, f"The model '{req.model}' does not exist or is not available.",
@@ -169,7 +165,7 @@ class Proxy:
             raise ApiError(503, f"Metering is unavailable: {exc}", code="ledger_unavailable") from None
 
         wants_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
-        call = Call(request_id, key, model.id, quote, request_id, held, req.stream, wants_usage, started)
+        call = Call(request_id, key, model.id, quote, held, req.stream, wants_usage, started)
         if req.stream and not wants_usage:
             # Always ask the engine for usage; what the client did not ask for is removed below.
             doc = decode_any(body)
@@ -331,7 +327,7 @@ class Proxy:
                        price_completion_per_mtok=call.quote.completion_per_mtok, started_us=call.started_us,
                        first_byte_us=call.first_byte_us, finished_us=now_us(), status=status)
         try:
-            _, fut = self.ledger.settle_nowait(call.hold_key, charged=charged, usage=record, host_share=share,
+            _, fut = self.ledger.settle_nowait(call.request_id, charged=charged, usage=record, host_share=share,
                                                host_account=host.payable_account if share else None)
         except LedgerError as exc:
             self.events.add("ledger.error", call.request_id, f"settlement failed: {exc}", "error")
