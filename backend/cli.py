@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default: settings admin_host)")
     serve.add_argument("--port", type=int, help="listen port (default: settings admin_port)")
     serve.set_defaults(func=cmd_serve)
+    sub.add_parser("console", help="open the console (see `tokenmill console --help`)")
     sub.add_parser("openapi", help="print the OpenAPI schema of the backend's API").set_defaults(func=cmd_openapi)
     db = sub.add_parser("db", help="ledger database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)

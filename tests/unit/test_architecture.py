@@ -26,4 +26,4 @@ def test_base_install_does_not_pull_vllm_or_torch():
         assert heavy not in base
     host = " ".join(meta["optional-dependencies"]["host"]).lower()
     assert "vllm" in host and "nvidia-ml-py" in host
-    assert meta["scripts"] == {"tokenmill": "backend.cli:main", "tokenmill-host": "hostkit.cli:main"}
+    assert meta["scripts"] == {"tokenmill": "console.cli:main", "tokenmill-host": "hostkit.cli:main"}

@@ -1,0 +1,47 @@
+"""`tokenmill`: the console's entry point, and the backend's commands behind it.
+
+The entry point lives here, not in backend/, because backend/ never imports the console.
+`tokenmill console [--attach URL] [--readonly]` opens the cockpit; anything else is
+backend.cli (serve, info, db, openapi).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backend import cli as backend_cli
+
+
+def console_command(argv: list[str]) -> int:
+    from backend.settings import SettingsError, load_settings
+    from console.__main__ import run_console
+
+    p = argparse.ArgumentParser(prog="tokenmill console", description="open the tokenmill console")
+    p.add_argument("--attach", metavar="URL", help="the backend's admin address (default: settings)")
+    p.add_argument("--readonly", action="store_true", help="disable every action")
+    p.add_argument("--refresh", type=float, default=2.0, help="seconds between refreshes")
+    args = p.parse_args(argv)
+    try:
+        s = load_settings()
+    except SettingsError as exc:
+        print(f"tokenmill: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+    # Remote backends: the token comes from TOKENMILL_ADMIN_TOKEN or the settings file.
+    token = s.admin_token.get_secret_value() or (s.ensure_admin_token() if not args.attach else "")
+    if not token:
+        print("tokenmill: attaching needs the backend's admin token (TOKENMILL_ADMIN_TOKEN)", file=sys.stderr)
+        return 2
+    run_console(args.attach or s.admin_url, token, readonly=args.readonly, refresh_s=args.refresh)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["console"]:
+        return console_command(argv[1:])
+    return backend_cli.main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""What every view shares: the admin client, a refresh hook the app calls only while the view
+is on screen, the confirm-then-mutate path (refused in read-only mode), and, for table views,
+the `/` filter."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.containers import Vertical
+from textual.widgets import DataTable
+
+from console.client import AdminError, BackendUnavailable
+from console.widgets.confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from console.app import TokenmillApp
+
+Row = tuple[str, tuple[Any, ...]]  # (row key, cells)
+
+
+class View(Vertical):
+    view_name: ClassVar[str] = ""
+    DEFAULT_CSS = "View { height: 1fr; }"
+
+    @property
+    def tm(self) -> TokenmillApp:
+        return self.app  # type: ignore[return-value]
+
+    async def refresh_data(self) -> None:
+        """Fetch and show fresh data. Called by the app's refresh worker, never concurrently."""
+
+    def set_filter(self, text: str) -> None:
+        """Views without a table ignore the `/` filter."""
+
+    def focus_main(self) -> None:
+        for table in self.query(DataTable):
+            table.focus()
+            return
+        # No table (overview): focus nothing, so no hidden view's keys show in the footer.
+        self.screen.set_focus(None)
+
+    def back(self) -> bool:
+        """Esc inside the view (leave a drill-down). True when it did something."""
+        return False
+
+    def writable(self, what: str) -> bool:
+        if self.tm.readonly:
+            self.notify(f"Read-only console: {what} is disabled.", severity="warning")
+            return False
+        return True
+
+    async def mutate(self, what: str, question: str, call: Callable[[], Awaitable[Any]], done: str) -> Any:
+        """Confirm, call the backend, report, refresh. Must run in a worker (it waits for the modal).
+        Returns the backend's answer, or None when refused, cancelled or failed."""
+        if not self.writable(what):
+            return None
+        if not await self.app.push_screen_wait(ConfirmScreen(question)):
+            return None
+        try:
+            result = await call()
+        except AdminError as exc:
+            self.notify(f"{what} failed: {exc.message}", severity="error")
+            return None
+        except BackendUnavailable:
+            self.notify(f"{what} failed: the backend is not answering.", severity="error")
+            return None
+        self.notify(done)
+        self.tm.request_refresh()
+        return result
+
+
+class TableView(View):
+    """A view around one main DataTable whose rows the `/` filter narrows."""
+
+    columns: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rows: list[Row] = []
+        self.filter = ""
+
+    def make_table(self, id: str = "table") -> DataTable:
+        table: DataTable = DataTable(id=id, cursor_type="row", zebra_stripes=True)
+        table.add_columns(*self.columns)
+        return table
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#table", DataTable)
+
+    def set_rows(self, rows: list[Row]) -> None:
+        self.rows = rows
+        self._render_rows()
+
+    def set_filter(self, text: str) -> None:
+        self.filter = text.strip()
+        self._render_rows()
+
+    def _render_rows(self) -> None:
+        fill_table(self.table, [r for r in self.rows if matches(r, self.filter)])
+
+    def selected_key(self) -> str | None:
+        return selected_key(self.table)
+
+
+def matches(row: Row, text: str) -> bool:
+    return not text or text.lower() in " ".join(str(c) for c in row[1]).lower()
+
+
+def selected_key(table: DataTable) -> str | None:
+    if not table.row_count:
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+
+def fill_table(table: DataTable, rows: list[Row]) -> None:
+    """Replace the rows but keep the cursor on the same row key, so a refresh every 2 s does not
+    yank the selection away from the operator."""
+    current = selected_key(table)
+    table.clear()
+    index = 0
+    for i, (key, cells) in enumerate(rows):
+        table.add_row(*cells, key=key)
+        if key == current:
+            index = i
+    if rows:
+        table.move_cursor(row=index, animate=False)

@@ -1,0 +1,145 @@
+"""Clients and their keys. The upper table lists clients; the lower one the keys of the client
+under the cursor (Enter drills into it, Esc goes back). `n` issues a key (its secret is shown
+once), `k` revokes one, `g` grants credit, `c` creates a client; all confirmed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from backend.api.admin_wire import KeyOut
+from console.money import parse_amount, usd
+from console.views.base import TableView, fill_table
+from console.widgets.pick import PickScreen
+from console.widgets.prompt import PromptScreen
+from console.widgets.secret import SecretScreen
+
+
+def _name(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise ValueError("A name is needed.")
+    return text
+
+
+def _date(us: int | None) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M") if us else "-"
+
+
+class ClientsView(TableView):
+    view_name = "clients"
+    columns = ("client", "name", "balance", "available", "keys")
+    DEFAULT_CSS = """
+    ClientsView #table { height: 2fr; }
+    ClientsView #keys { height: 1fr; }
+    ClientsView #keys-title { height: 1; padding: 0 1; background: $panel; }
+    """
+    BINDINGS = [Binding("n", "issue_key", "New key"), Binding("k", "revoke_key", "Revoke key"),
+                Binding("g", "grant", "Grant credit"), Binding("c", "create", "New client")]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.names: dict[str, str] = {}
+        self.keys: list[KeyOut] = []
+        self._keys_for: str | None = None  # the client whose keys the lower table shows
+
+    def compose(self) -> ComposeResult:
+        yield self.make_table()
+        yield Static("keys (Enter on a client)", id="keys-title")
+        keys: DataTable = DataTable(id="keys", cursor_type="row")
+        keys.add_columns("key", "name", "prefix", "created (UTC)", "revoked (UTC)")
+        yield keys
+
+    async def refresh_data(self) -> None:
+        clients = await self.tm.api.clients()
+        self.names = {c.id: c.name for c in clients}
+        self.set_rows([(c.id, (c.id, c.name, usd(c.balance_nano), usd(c.available_nano), f"{c.active_keys}/{c.keys}"))
+                       for c in sorted(clients, key=lambda c: c.name)])
+        await self._load_keys()
+
+    async def _load_keys(self) -> None:
+        client_id = self.selected_key()
+        self.keys = await self.tm.api.keys(client_id) if client_id else []
+        self._keys_for = client_id
+        title = f"keys of {self.names.get(client_id, client_id)}" if client_id else "keys"
+        self.query_one("#keys-title", Static).update(title)
+        fill_table(self.query_one("#keys", DataTable),
+                   [(k.id, (k.id, k.name or "-", k.prefix + "…", _date(k.created_us), _date(k.revoked_us)))
+                    for k in self.keys])
+
+    @on(DataTable.RowHighlighted, "#table")
+    def _client_changed(self) -> None:
+        # Fetch the keys of the newly highlighted client now, not at the next refresh. (A refresh
+        # re-highlights the same row: that one must not start another refresh.)
+        if self.selected_key() != self._keys_for:
+            self.tm.request_refresh()
+
+    @on(DataTable.RowSelected, "#table")
+    def _drill_down(self) -> None:
+        self.query_one("#keys", DataTable).focus()
+
+    def back(self) -> bool:
+        if self.query_one("#keys", DataTable).has_focus:
+            self.table.focus()
+            return True
+        return False
+
+    # ------------------------------------------------------------------ actions
+    def _client(self) -> tuple[str, str] | None:
+        client_id = self.selected_key()
+        if client_id is None:
+            self.notify("No client selected.", severity="warning")
+            return None
+        return client_id, self.names.get(client_id, client_id)
+
+    @work(group="action", exclusive=True)
+    async def action_issue_key(self) -> None:
+        if not (chosen := self._client()):
+            return
+        client_id, name = chosen
+        issued = await self.mutate("issue key", f"Issue a new API key for {name}?",
+                                   lambda: self.tm.api.issue_key(client_id, "console"), f"Key issued for {name}.")
+        if issued is not None:
+            await self.app.push_screen_wait(SecretScreen(f"New API key for {name} ({issued.key.id}):", issued.secret))
+
+    @work(group="action", exclusive=True)
+    async def action_revoke_key(self) -> None:
+        if not (chosen := self._client()) or not self.writable("revoke key"):
+            return
+        client_id, name = chosen
+        active = [k for k in self.keys if k.client_id == client_id and k.revoked_us is None]
+        if not active:
+            self.notify(f"{name} has no active key.", severity="warning")
+            return
+        key_id = await self.app.push_screen_wait(PickScreen(
+            f"Revoke which key of {name}?", [(k.id, f"{k.id}  {k.prefix}…  {k.name}") for k in active]))
+        if key_id:
+            await self.mutate("revoke key", f"Revoke key {key_id} of {name}? Requests with it get 401 at once.",
+                              lambda: self.tm.api.revoke_key(key_id), f"Key {key_id} revoked.")
+
+    @work(group="action", exclusive=True)
+    async def action_grant(self) -> None:
+        if not (chosen := self._client()) or not self.writable("grant credit"):
+            return
+        client_id, name = chosen
+        amount = await self.app.push_screen_wait(
+            PromptScreen(f"Grant how many dollars of credit to {name}?", parse_amount, "e.g. 25.00"))
+        if amount:
+            # One idempotency key per confirmed grant: a retried request cannot grant twice.
+            key = f"console-{uuid.uuid4()}"
+            await self.mutate("grant credit", f"Grant ${amount} of credit to {name}?",
+                              lambda: self.tm.api.grant_credit(client_id, amount, key), f"Granted ${amount} to {name}.")
+
+    @work(group="action", exclusive=True)
+    async def action_create(self) -> None:
+        if not self.writable("create client"):
+            return
+        name = await self.app.push_screen_wait(PromptScreen("Name of the new client?", _name))
+        if name:
+            await self.mutate("create client", f"Create client {name!r}?",
+                              lambda: self.tm.api.create_client(name), f"Client {name} created.")

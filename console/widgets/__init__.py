@@ -1,0 +1,1 @@
+"""Small reusable widgets and modal screens, one per file."""

@@ -1,0 +1,274 @@
+"""The console driven by keys (App.run_test) against a real router on loopback: real HTTP, real
+SQLite, the real admin client; effects are checked through the admin API and the OpenAI SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import openai
+import pytest
+
+from console.app import TokenmillApp
+from console.client import AdminClient
+from console.widgets.confirm import ConfirmScreen
+from console.widgets.header import StatusHeader
+from console.widgets.pick import PickScreen
+from console.widgets.prompt import PromptScreen
+from console.widgets.secret import SecretScreen
+from tests.router_harness import router_settings, running_router
+
+MODEL = "llama-3.1-8b-instruct"
+OTHER = "qwen2.5-0.5b-instruct"
+SIZE = (120, 40)
+
+
+@pytest.fixture
+async def router(tmp_path):
+    async with running_router(router_settings(tmp_path)) as r:
+        await r.add_host("rig-a", [MODEL, OTHER], payout_share_bps=7000)
+        yield r
+
+
+@pytest.fixture
+async def client_key(router):
+    return await router.client_with_key("acme", "10.00")
+
+
+def make_app(router, **kw) -> TokenmillApp:
+    return TokenmillApp(AdminClient(router.url, router.services.admin_token), refresh_s=0.2, owns_api=True, **kw)
+
+
+async def wait_for(pilot, predicate, limit_s: float = 10.0) -> None:
+    """Poll (sync or async predicate) while letting the app run."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.02)
+
+
+async def goto(pilot, view: str) -> None:
+    app = pilot.app
+    await pilot.press("colon", *view[:2], "enter")  # a unique prefix is enough (and quicker to type)
+    await wait_for(pilot, lambda: app.query_one(StatusHeader).view == view)
+    # Wait for a refresh that started after the switch: the one it started, or the one queued
+    # behind the refresh that was in flight.
+    target = app.refreshes_started + (1 if app._again else 0)
+    await wait_for(pilot, lambda: app.refreshes >= target)
+
+
+def rows(app) -> list[str]:
+    table = app.view.table
+    return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+
+async def admin_get(router, path: str):
+    r = await router.http.get("/admin" + path, headers=router.admin)
+    r.raise_for_status()
+    return r.json()
+
+
+async def test_switch_views_with_colon_and_completion(router):
+    app = make_app(router, simulated=True)
+    async with app.run_test(size=SIZE) as pilot:
+        header = app.query_one(StatusHeader)
+        await wait_for(pilot, lambda: app.refreshes >= 1)
+        assert header.view == "overview" and not header.disconnected
+        assert "SIMULATED" in str(header.render())
+        fleet_line = str(app.query_one("#overview #fleet").render())
+        assert "hosts up 1/1" in fleet_line and "models enabled" in fleet_line
+        # Tab accepts the inline completion.
+        await pilot.press("colon", "f", "l", "tab", "enter")
+        await wait_for(pilot, lambda: header.view == "fleet")
+        await wait_for(pilot, lambda: rows(app) == ["rig-a"])
+        # A unique prefix is enough.
+        await pilot.press("colon", "m", "o", "enter")
+        await wait_for(pilot, lambda: header.view == "models")
+        await wait_for(pilot, lambda: {MODEL, OTHER} <= set(rows(app)))
+        # Unknown view: stays put.
+        await pilot.press("colon", "z", "z", "enter")
+        await pilot.pause()
+        assert header.view == "models"
+        # `/` filters the table; Esc clears the filter.
+        await pilot.press("slash", *"0.5b", "enter")
+        assert rows(app) == [OTHER]
+        await pilot.press("escape")
+        assert {MODEL, OTHER} <= set(rows(app)) and len(rows(app)) > 2
+
+
+async def test_hidden_views_do_not_refresh(router):
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "fleet")
+        calls: list[str] = []
+        models_view = app.query_one("#models")
+        original = models_view.refresh_data
+
+        async def spy():
+            calls.append("models")
+            await original()
+
+        models_view.refresh_data = spy
+        seen = app.refreshes
+        await wait_for(pilot, lambda: app.refreshes >= seen + 3)
+        assert calls == []
+
+
+async def test_toggle_model_off_then_clients_get_404(router, client_key):
+    _, secret = client_key
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "models")
+        await pilot.press("slash", *"1-8b", "enter")  # the filter puts the cursor on it
+        assert rows(app) == [MODEL]
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+
+        async def disabled():
+            return not next(m for m in await admin_get(router, "/models") if m["id"] == MODEL)["enabled"]
+
+        await wait_for(pilot, disabled)
+        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[1] == "NO")
+    sdk = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0)
+    try:
+        with pytest.raises(openai.NotFoundError):
+            await sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    finally:
+        await sdk.close()
+
+
+async def test_saying_no_changes_nothing(router):
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "fleet")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        seen = app.refreshes  # the view underneath keeps refreshing while the modal is open
+        await wait_for(pilot, lambda: app.refreshes >= seen + 2)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.1)
+    assert (await admin_get(router, "/hosts"))[0]["status"] == "active"
+
+
+async def test_drain_host(router):
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "fleet")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+
+        async def draining():
+            return (await admin_get(router, "/hosts"))[0]["status"] in ("draining", "drained")
+
+        await wait_for(pilot, draining)
+        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[2] in ("draining", "drained"))
+
+
+async def test_revoke_key_then_the_key_gets_401(router, client_key):
+    client_id, secret = client_key
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "clients")
+        assert rows(app) == [client_id]
+        await wait_for(pilot, lambda: len(app.view.keys) == 1)
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+
+        async def revoked():
+            return all(k["revoked_us"] for k in await admin_get(router, f"/clients/{client_id}/keys"))
+
+        await wait_for(pilot, revoked)
+    sdk = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0)
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            await sdk.models.list()
+    finally:
+        await sdk.close()
+
+
+async def test_grant_credit_validates_the_amount(router, client_key):
+    client_id, _ = client_key
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "clients")
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"1.5e3", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, PromptScreen)  # refused, still asking
+        assert "decimal" in str(app.screen.query_one("#error").render())
+        app.screen.query_one("#value").value = ""
+        await pilot.press(*"2.50", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+
+        async def granted():
+            c = next(c for c in await admin_get(router, "/clients") if c["id"] == client_id)
+            return c["balance_nano"] == 12_500_000_000
+
+        await wait_for(pilot, granted)
+        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[2] == "$12.50")
+
+
+async def test_issue_key_shows_the_secret_once_and_it_works(router, client_key):
+    client_id, _ = client_key
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "clients")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, SecretScreen))
+        secret = app.screen._secret
+        assert secret
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SecretScreen))
+        assert len(await admin_get(router, f"/clients/{client_id}/keys")) == 2
+    sdk = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0)
+    try:
+        assert {m.id for m in (await sdk.models.list()).data} == {MODEL, OTHER}
+    finally:
+        await sdk.close()
+
+
+async def test_readonly_refuses_every_action(router, client_key):
+    app = make_app(router, readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        assert "READONLY" in str(app.query_one(StatusHeader).render())
+        for view, keys in (("models", "t"), ("fleet", "drx"), ("clients", "nkgc")):
+            await goto(pilot, view)
+            for key in keys:
+                await pilot.press(key)
+                await pilot.pause(0.05)
+                assert not isinstance(app.screen, ConfirmScreen | PromptScreen | PickScreen), (view, key)
+        await pilot.pause(0.1)
+        assert any("Read-only" in n.message for n in app._notifications)
+    assert all(m["enabled"] for m in await admin_get(router, "/models"))
+    assert (await admin_get(router, "/hosts"))[0]["status"] == "active"
+
+
+async def test_events_view_lists_backend_events(router):
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "events")
+        await wait_for(pilot, lambda: app.view.table.row_count > 0)
+        assert any("rig-a" in " ".join(map(str, app.view.table.get_row_at(i)))
+                   for i in range(app.view.table.row_count))
+
+
+async def test_disconnected_when_the_backend_is_gone():
+    app = TokenmillApp(AdminClient("http://127.0.0.1:9", "tma-x", timeout_s=1), refresh_s=0.2, owns_api=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.query_one(StatusHeader).disconnected)
+        assert "DISCONNECTED" in str(app.query_one(StatusHeader).render())
