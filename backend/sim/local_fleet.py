@@ -118,8 +118,9 @@ class LocalFleet:
                     await fleet.resume(h, by="local fleet")
                 return h.id, tokens[h.id]
             await fleet.remove(h)  # its token is lost: replace it
-        offers = [o for o in self.services.catalogue.offers if o.gpu == gpu and o.gpu_count == 1]
-        cost = 0 if share else min((o.price_per_hour for o in offers), default=0)
+        # A rented host's cost: the cheapest catalogue offer for one such GPU.
+        per_gpu = [o.price_per_hour // o.gpu_count for o in self.services.catalogue.offers if o.gpu == gpu]
+        cost = 0 if share else min(per_gpu, default=0)
         host, token = await fleet.enroll(name, provider=provider, payout_share_bps=share, cost_per_hour=cost)
         return host.id, token
 
