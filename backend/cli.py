@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings()
     setup_logging(settings.log_path, settings.log_level)
     settings.ensure_admin_token()
-    func = getattr(args, "func", cmd_info)  # no command: `info` until the console exists
+    func = getattr(args, "func", cmd_info)  # `tokenmill` alone is the console (console/cli.py)
     return func(settings, args)
 
 

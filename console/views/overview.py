@@ -67,7 +67,7 @@ class OverviewView(View):
         money.add_column("today (UTC)", justify="right")
         for label, attr in (("revenue", "revenue"), ("host payouts", "payouts"), ("GPU cost (est.)", "gpu_cost"),
                             ("profit", "profit")):
-            money.add_row(label, usd(getattr(w_hour, attr)), usd(getattr(w_today, attr)))
+            money.add_row(label, usd(getattr(w_hour, attr), 4), usd(getattr(w_today, attr), 4))
         money.add_row("", "", "")
         money.add_row("requests", f"{w_hour.requests:,}", f"{w_today.requests:,}")
         money.add_row("requests/s", w_hour.per_s(w_hour.requests), w_today.per_s(w_today.requests))
