@@ -16,6 +16,7 @@ from backend.api import admin_api, hosts_api, openai_api
 from backend.api.errors import ApiError, api_error_handler, http_exception_handler, internal_error_handler
 from backend.catalogue import Catalogue, load_catalogue
 from backend.clients.service import ClientDirectory
+from backend.clock import now_us
 from backend.events import EventLog
 from backend.fleet.models import ModelBook
 from backend.fleet.registry import Fleet
@@ -42,6 +43,8 @@ class Services:
     pricer: Pricer
     proxy: Proxy
     admin_token: str
+    started_us: int = 0
+    simulated: bool = False  # set by `serve --local`
 
     @classmethod
     async def start(cls, settings: Settings, catalogue: Catalogue | None = None) -> Services:
@@ -68,7 +71,7 @@ class Services:
         await proxy.start()
         events.add("backend.started", "tokenmill", f"tokenmill {__version__} serving")
         return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
-                   settings.ensure_admin_token())
+                   settings.ensure_admin_token(), now_us())
 
     async def close(self) -> None:
         await self.proxy.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 
@@ -57,6 +58,7 @@ async def serve(settings: Settings, *, local: bool = False, ready: asyncio.Event
         if local:
             from backend.sim.local_fleet import LocalFleet
 
+            services.simulated = True
             fleet = LocalFleet(settings, services, address)
             await fleet.start()
         tune_gc()
@@ -83,12 +85,30 @@ async def serve(settings: Settings, *, local: bool = False, ready: asyncio.Event
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
-        await server.serve(sockets=[sock])
+        watcher = asyncio.create_task(_stop_with_parent(on_signal)) if os.environ.get(STOP_WITH_PARENT) else None
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if watcher is not None:
+                watcher.cancel()
     finally:
         if fleet is not None:
             await fleet.stop()
         await services.close()
         sock.close()
+
+
+# Set by a console that started this backend: when that console is gone (its terminal closed,
+# or it was killed), this backend stops too, draining its simulated hosts.
+STOP_WITH_PARENT = "TOKENMILL_STOP_WITH_PARENT"
+
+
+async def _stop_with_parent(stop) -> None:
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells us; poll once a second
+        await asyncio.sleep(1.0)
+    log.info("the console that started this backend is gone; stopping")
+    stop()
 
 
 def run(settings: Settings, *, local: bool = False) -> int:

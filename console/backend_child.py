@@ -19,13 +19,17 @@ from pathlib import Path
 import httpx
 
 
-def answers(url: str, token: str, timeout_s: float = 1.0) -> bool:
+def status(url: str, token: str, timeout_s: float = 1.0) -> dict | None:
+    """The backend's /admin/status, or None when nothing (or something else) answers."""
     try:
-        r = httpx.get(f"{url}/admin/events", params={"limit": 1}, timeout=timeout_s,
-                      headers={"Authorization": f"Bearer {token}"})
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
+        r = httpx.get(f"{url}/admin/status", timeout=timeout_s, headers={"Authorization": f"Bearer {token}"})
+        return r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def answers(url: str, token: str, timeout_s: float = 1.0) -> bool:
+    return status(url, token, timeout_s) is not None
 
 
 class BackendChild:
@@ -41,7 +45,8 @@ class BackendChild:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "console.cli", "serve", "--local"],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **(env or {})}, start_new_session=True)
+                                    env={**os.environ, "TOKENMILL_STOP_WITH_PARENT": "1", **(env or {})},
+                                    start_new_session=True)
         child = cls(proc, log_path)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from backend import cli as backend_cli
 def console_command(argv: list[str]) -> int:
     from backend.settings import SettingsError, load_settings
     from console.__main__ import run_console
-    from console.backend_child import BackendChild, answers
+    from console.backend_child import BackendChild, status
 
     p = argparse.ArgumentParser(prog="tokenmill console", description="open the tokenmill console")
     p.add_argument("--attach", metavar="URL", help="the backend's admin address (default: settings)")
@@ -38,7 +38,11 @@ def console_command(argv: list[str]) -> int:
         return 2
     url = args.attach or s.admin_url
     child = None
-    if not args.attach and not answers(url, token):
+    found = status(url, token)
+    if args.attach and found is None:
+        print(f"tokenmill: no tokenmill backend answers at {url} with this token", file=sys.stderr)
+        return 1
+    if found is None:
         print(f"no backend at {url}: starting one on the embedded default (simulated fleet and traffic)...",
               flush=True)
         try:
@@ -47,7 +51,8 @@ def console_command(argv: list[str]) -> int:
             print(f"tokenmill: {exc}", file=sys.stderr)
             return 1
     try:
-        run_console(url, token, readonly=args.readonly, simulated=child is not None, refresh_s=args.refresh)
+        simulated = child is not None or bool(found and found.get("simulated"))
+        run_console(url, token, readonly=args.readonly, simulated=simulated, refresh_s=args.refresh)
     finally:
         if child is not None and not args.keep_backend:
             print("stopping the backend this console started (draining its simulated hosts)...", flush=True)

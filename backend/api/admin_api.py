@@ -10,6 +10,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from backend import __version__
 from backend.api.admin_wire import (
     ClientOut,
     CreateClient,
@@ -24,6 +25,7 @@ from backend.api.admin_wire import (
     KeyOut,
     ModelOut,
     ReplicaOut,
+    StatusOut,
     UsageOut,
 )
 from backend.api.errors import ApiError
@@ -100,6 +102,13 @@ class AdminController(Controller):
     path = "/admin"
     guards = [admin_guard]
     tags = ["admin"]
+
+    @get("/status")
+    async def status(self, request: Request) -> StatusOut:
+        """What this backend is: version, whether it runs the simulated local fleet, hosts up."""
+        s = _services(request)
+        hosts = [h for h in s.fleet.hosts() if h.state != "removed"]
+        return StatusOut(__version__, s.simulated, s.started_us, sum(s.fleet.is_up(h) for h in hosts), len(hosts))
 
     # ------------------------------------------------------------ clients and keys
     @get("/clients")

@@ -127,3 +127,11 @@ class EventOut(msgspec.Struct):
     subject: str
     message: str
     level: str
+
+
+class StatusOut(msgspec.Struct):
+    version: str
+    simulated: bool  # serving the embedded local fleet and synthetic traffic
+    started_us: int
+    hosts_up: int
+    hosts: int

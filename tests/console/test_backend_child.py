@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from backend.settings import load_settings
-from console.backend_child import BackendChild, answers
+from console.backend_child import BackendChild, answers, status
 
 
 def test_starts_a_local_backend_and_stops_it(tmp_path, monkeypatch):
@@ -19,7 +19,8 @@ def test_starts_a_local_backend_and_stops_it(tmp_path, monkeypatch):
     assert not answers(settings.admin_url, token)
     child = BackendChild.start(settings.admin_url, token, tmp_path / "child.log")
     try:
-        assert answers(settings.admin_url, token)
+        found = status(settings.admin_url, token)
+        assert found["simulated"] is True and found["hosts"] == 3
         assert not answers(settings.admin_url, "tma-wrong")
     finally:
         assert child.stop() == 0
