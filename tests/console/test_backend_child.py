@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 from backend.settings import load_settings
 from console.backend_child import BackendChild, answers, status
+from tests.ports import free_port
 
 
 def test_starts_a_local_backend_and_stops_it(tmp_path, monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("TOKENMILL_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TOKENMILL_ADMIN_PORT", str(port))
     settings = load_settings()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 
@@ -48,9 +50,7 @@ def switch(session: str, view: str, expect: str) -> str:
 
 
 def test_console_in_a_real_terminal(tmp_path: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     session = f"tm-smoke-{port}"
     tokenmill = Path(sys.executable).with_name("tokenmill")
     command = (f"TOKENMILL_DATA_DIR={tmp_path} TOKENMILL_ADMIN_PORT={port} {tokenmill}; "
@@ -69,9 +69,7 @@ def test_console_in_a_real_terminal(tmp_path: Path):
 
 
 def test_a_closed_terminal_also_stops_the_backend_the_console_started(tmp_path: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     session = f"tm-hangup-{port}"
     tokenmill = Path(sys.executable).with_name("tokenmill")
     tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30",
