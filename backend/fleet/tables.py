@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Column, Integer, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Column, ForeignKey, Integer, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -32,3 +32,22 @@ class ModelSetting(SQLModel, table=True):
     model: str = Field(sa_column=Column(Text, primary_key=True))
     enabled: bool = Field(sa_column=Column(Boolean, nullable=False))
     updated_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class HostUptime(SQLModel, table=True):
+    """One stretch of time a host was up (registered and heard from). What the GPUs cost over any
+    window is the overlap of these stretches with it at each stretch's hourly rate, so the cost
+    of "today" survives a router restart. `ended_us` of an open stretch moves forward while the
+    host stays up (at most a minute behind), so a crash loses at most that minute."""
+
+    __tablename__ = "host_uptime"
+    __table_args__ = (CheckConstraint("ended_us >= started_us", name="ck_host_uptime_order"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"),
+                                                          primary_key=True, autoincrement=True))
+    host_id: str = Field(sa_column=Column(Text, ForeignKey("host.id"), nullable=False, index=True))
+    started_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    ended_us: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    # The host's rate while this stretch ran (nano-USD per hour): a later rate change does not
+    # rewrite what the past cost.
+    cost_per_hour: int = Field(sa_column=Column(BigInteger, nullable=False))
