@@ -3,6 +3,7 @@
 from backend.clients.tables import ApiKey, Client
 from backend.fleet.tables import Host, ModelSetting
 from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer, UsageEvent
+from backend.provision.tables import ProvisionRun, ProvisionStep
 
 __all__ = [
     "ApiKey",
@@ -12,5 +13,7 @@ __all__ = [
     "LedgerOpenHold",
     "LedgerTransfer",
     "ModelSetting",
+    "ProvisionRun",
+    "ProvisionStep",
     "UsageEvent",
 ]

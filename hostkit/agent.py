@@ -8,7 +8,14 @@ drain, which the agent then does by itself.
 Drained means nothing can still be owed to a client: the engine has nothing running or waiting,
 and either the router said (in reply to a heartbeat sent while draining) that it has nothing
 outstanding here, or the router has been unreachable long enough to have taken this host out of
-rotation (MISSED_HEARTBEATS_DOWN intervals), or this host never registered at all.
+rotation (MISSED_HEARTBEATS_DOWN intervals), or this host never registered at all. Once drained,
+a vLLM host stops its engines to give the GPUs back, and launches them again on resume.
+
+Each model's hardware check (hostkit/agent_checks.py) runs once its engine is healthy, and its
+result travels in every register and heartbeat: the router routes a model to this host only
+while its check passed. The first registration waits (briefly) for the checks already running,
+so a host that starts with healthy engines joins with its checks done. GPU telemetry comes from
+NVML, read in a worker thread, for vLLM hosts only: a simulated host has no GPU of its own.
 """
 
 from __future__ import annotations
@@ -19,17 +26,25 @@ import logging
 import random
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from hostkit import __version__
+from hostkit.agent_checks import ModelChecks
+from hostkit.check import HostChecker
 from hostkit.config import AgentConfig
 from hostkit.control_api import AgentStatus, AgentStopping, start_control_api
 from hostkit.engine_probe import EngineProbe, EngineReading
 from hostkit.engines import Engine, EngineUnavailable, make_engine
-from hostkit.protocol import MISSED_HEARTBEATS_DOWN, Heartbeat, HeartbeatReply, Register
+from hostkit.nvml import HostGpus, NvmlReader
+from hostkit.protocol import MISSED_HEARTBEATS_DOWN, GpuTelemetry, Heartbeat, HeartbeatReply, Register
 from hostkit.router_client import RouterClient, RouterRejected, RouterUnreachable
 
 log = logging.getLogger(__name__)
+
+# The first registration waits this long at most for checks already running (a simulated engine's
+# takes about two seconds; a vLLM engine is rarely healthy that early, so nothing is waited for).
+FIRST_CHECKS_WAIT_S = 15.0
 
 AgentState = Literal["starting", "registering", "active", "draining", "drained", "removed", "stopping", "stopped"]
 
@@ -54,9 +69,15 @@ class _Backoff:
 class Agent:
     """The agent for one host: `start()`, then `drain()`/`resume()` on order, `stop()` to leave."""
 
-    def __init__(self, config: AgentConfig, engine: Engine | None = None) -> None:
+    def __init__(self, config: AgentConfig, engine: Engine | None = None, nvml: NvmlReader | None = None) -> None:
         self.config = config
         self.engine = engine or make_engine(config)
+        self._nvml = nvml or NvmlReader()  # imports nothing until a vLLM host first reads it
+        self._checker = HostChecker(config, self._nvml)
+        self._checks: ModelChecks | None = None
+        self._host_gpus: HostGpus | None = None
+        self._engine_op: asyncio.Task[None] | None = None
+        self._engine_released = False  # drained and the engine stopped to free the GPUs
         self.state: AgentState = "starting"
         self.host_id: str | None = None
         self.router_reachable = False
@@ -64,6 +85,7 @@ class Agent:
         self._router = RouterClient(config.router_url, config.host_token.get_secret_value(), config.router_timeout_s)
         self._probe: EngineProbe | None = None
         self._endpoints: dict[str, str] = {}
+        self._local_endpoints: dict[str, str] = {}
         self._interval = config.heartbeat_interval_s
         self._draining = False
         self._drain_origin: Literal["local", "router"] | None = None
@@ -84,7 +106,10 @@ class Agent:
         """Start the engine, then the router loop. Raises EngineUnavailable or OSError (port busy)."""
         endpoints = await self.engine.start()
         self._endpoints = {e.model: e.public_url for e in endpoints}
+        self._local_endpoints = {e.model: e.local_url for e in endpoints}
         self._probe = EngineProbe(endpoints, self.engine.kind)
+        self._checks = ModelChecks(self._checker, self.engine, self._local_endpoints, self._wake.set,
+                                   one_at_a_time=self.engine.kind == "vllm")
         self.state = "registering"
         self._loop_task = asyncio.create_task(self._router_loop(), name="tokenmill-host router loop")
 
@@ -109,10 +134,15 @@ class Agent:
                 log.info("deregistered host %s", self.host_id)
             except (RouterUnreachable, RouterRejected) as exc:
                 log.warning("could not deregister (%s); the router will mark this host down", exc)
+        if self._checks is not None:
+            await self._checks.aclose()
+        if self._engine_op is not None:
+            await asyncio.gather(self._engine_op, return_exceptions=True)
         await self.engine.stop()
         if self._probe is not None:
             await self._probe.aclose()
         await self._router.aclose()
+        await asyncio.to_thread(self._nvml.close)
         self.state = "stopped"
 
     def abort_drain(self) -> None:
@@ -154,6 +184,7 @@ class Agent:
         self._draining = False
         self._drain_origin = None
         self._drained.clear()
+        self._follow_engine(self._reclaim_engine)
         self.state = "active" if self.host_id is not None else "registering"
         log.info("resumed")
         self._wake.set()
@@ -171,6 +202,31 @@ class Agent:
             log.info("drained")
             self.state = "drained"
             self._drained.set()
+            if not self._leaving:  # stop() stops the engine itself
+                self._follow_engine(self._release_engine)
+
+    def _follow_engine(self, op: Callable[[], Awaitable[None]]) -> None:
+        """Run an engine change after the previous one, so a quick drain-resume cannot overlap them."""
+        previous = self._engine_op
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await op()
+            except Exception:  # the agent keeps serving what it can; the engine's log says more
+                log.exception("engine %s failed", op.__name__.strip("_").replace("_", " "))
+
+        self._engine_op = asyncio.create_task(run(), name="tokenmill-host engine change")
+
+    async def _release_engine(self) -> None:
+        if self._drained.is_set():
+            self._engine_released = await self.engine.suspend()
+
+    async def _reclaim_engine(self) -> None:
+        if self._engine_released:
+            self._engine_released = False
+            await self.engine.resume()
 
     def _router_gave_up_on_us(self) -> bool:
         """True when the router has certainly taken this host out of rotation by silence."""
@@ -217,16 +273,30 @@ class Agent:
         self._wake.clear()
 
     async def _read_engine(self) -> EngineReading:
-        assert self._probe is not None
+        assert self._probe is not None and self._checks is not None
         reading = await self._probe.read()
-        self._in_flight = reading.in_flight
+        # A released engine was stopped on purpose, after the drain: nothing can be running on it.
+        self._in_flight = 0 if self._engine_released else reading.in_flight
+        self._checks.observe(reading.models)
         return reading
 
+    async def _gpus(self) -> list[GpuTelemetry]:
+        """This beat's GPU telemetry: NVML for vLLM hosts (in a thread: NVML blocks), none for the sim."""
+        if self.engine.kind != "vllm":
+            return []
+        self._host_gpus = await self._nvml.read_async()
+        return self._host_gpus.gpus
+
     async def _register(self) -> None:
+        assert self._checks is not None
         reading = await self._read_engine()
+        await self._checks.settle(FIRST_CHECKS_WAIT_S)
+        gpus = await self._gpus()
+        host = self._host_gpus
         reply = await self._router.register(Register(
-            name=self.config.name, models=reading.models, gpus=[], gpu_type=self.config.gpu_type,
-            agent_version=__version__,
+            name=self.config.name, models=reading.models, gpus=gpus, gpu_type=self.config.gpu_type,
+            agent_version=__version__, driver_version=host.driver_version if host else None,
+            cuda_version=host.cuda_version if host else None, checks=self._checks.results(),
         ))
         self.host_id = reply.host_id
         if reply.heartbeat_interval_s > 0:  # the router knows how long it waits before marking us down
@@ -238,16 +308,18 @@ class Agent:
                  reply.host_id, ", ".join(self._endpoints), self._interval)
 
     async def _heartbeat(self) -> None:
+        assert self._checks is not None
         reading = await self._read_engine()
         draining_sent = self._draining
         reply = await self._router.heartbeat(Heartbeat(
-            models=reading.models, in_flight=reading.in_flight or 0, gpus=[], draining=draining_sent,
+            models=reading.models, in_flight=self._in_flight or 0, gpus=await self._gpus(), draining=draining_sent,
+            checks=self._checks.results(),
         ))
         self._note_router_ok()
         self._router_outstanding = reply.outstanding
-        self._apply(reply, reading, draining_sent)
+        self._apply(reply, draining_sent)
 
-    def _apply(self, reply: HeartbeatReply, reading: EngineReading, draining_sent: bool) -> None:
+    def _apply(self, reply: HeartbeatReply, draining_sent: bool) -> None:
         if reply.state == "removed":
             self.state = "removed"
             return
@@ -259,14 +331,16 @@ class Agent:
             self._draining = False
             self._drain_origin = None
             self._drained.clear()
+            self._follow_engine(self._reclaim_engine)
             self.state = "active"
         # The router's count means something only if it already knew we were draining.
-        if draining_sent and self._draining and reply.outstanding == 0 and reading.in_flight == 0:
+        if draining_sent and self._draining and reply.outstanding == 0 and self._in_flight == 0:
             self._mark_drained()
 
     async def _drain_unregistered(self) -> None:
         """Never registered: the router cannot owe anyone a reply from here; wait for the engine only."""
-        if (await self._read_engine()).in_flight == 0:
+        await self._read_engine()
+        if self._in_flight == 0:
             self._mark_drained()
 
     async def _on_unreachable(self, exc: RouterUnreachable, delay: float) -> None:
@@ -275,8 +349,10 @@ class Agent:
         log.log(level, "router unreachable (%s); retrying in %.1f s", exc, delay)
         self._outage_reported = True
         self.router_reachable = False
-        if self._draining and self._router_gave_up_on_us() and (await self._read_engine()).in_flight == 0:
-            self._mark_drained()
+        if self._draining and self._router_gave_up_on_us():
+            await self._read_engine()
+            if self._in_flight == 0:
+                self._mark_drained()
         await self._pause(delay)
 
     def _note_router_ok(self) -> None:
@@ -306,6 +382,10 @@ class Agent:
             last_heartbeat_at=beat.isoformat(timespec="seconds") if beat is not None else None,
             heartbeat_interval_s=self._interval,
             agent_version=__version__,
+            local_endpoints=dict(self._local_endpoints),
+            checks=self._checks.results() if self._checks is not None else [],
+            engines=self.engine.describe(),
+            engine_events=self.engine.recent_events()[-10:],
         )
 
 

@@ -4,16 +4,23 @@
     tokenmill-host drain [--timeout S]            drain through the local control API; exit 0 once drained
     tokenmill-host resume                         take new requests again
     tokenmill-host status [--json]                the agent's state
+    tokenmill-host check [--model M] [--json]     hardware check (hostkit/check.py); exit 1 if one fails
     tokenmill-host sim-engine --models a,b ...    only the simulated engine (no router, no agent)
 
 drain/resume/status find the control API with --control-port, else $TOKENMILL_HOST_CONTROL_PORT,
 else control_port in the config file, else 8650. Exit codes: 0 done, 1 failed, 2 bad configuration.
+
+`check` measures decode speed against the running engine: for vLLM the one `tokenmill-host run`
+supervises (found through the control API, else at its configured port); for the simulated
+engine it starts one of its own with the config's timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -26,7 +33,7 @@ import httpx
 import msgspec
 
 from hostkit import __version__
-from hostkit.config import ConfigError, control_port_hint, load_config
+from hostkit.config import AgentConfig, ConfigError, control_port_hint, load_config
 from hostkit.control_api import CONTROL_HOST, AgentStatus, DrainResult
 from hostkit.sim_engine import SimTiming
 
@@ -98,10 +105,83 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("last heartbeat (UTC)", st.last_heartbeat_at or "never"),
         ("agent version", st.agent_version),
     ]
+    rows += [(f"engine {m}", line) for m, line in st.engines.items()]
+    checked = {c.model: c for c in st.checks}
+    rows += [(f"check {m}", f"{'PASS' if c.passed else 'FAIL'} {c.summary}" if (c := checked.get(m)) else "not yet")
+             for m in st.models]
+    rows += [("engine event", e) for e in st.engine_events]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"tokenmill-host: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+    models = [args.model] if args.model else list(config.models)
+    unknown = [m for m in models if m not in config.models]
+    if unknown:
+        print(f"tokenmill-host check: {', '.join(unknown)} is not served by this host (its config lists "
+              f"{', '.join(config.models)})", file=sys.stderr)
+        return 2
+    _setup_logging("WARNING")
+    return _run_async(_check(config, models, args))
+
+
+async def _check(config: AgentConfig, models: list[str], args: argparse.Namespace) -> int:
+    from hostkit.check import HostChecker
+    from hostkit.nvml import NvmlReader
+    from hostkit.router_client import RouterClient
+    from hostkit.sim_engine import SimEngine, start_sim_engine
+
+    nvml = NvmlReader()
+    router = RouterClient(config.router_url, config.host_token.get_secret_value(), config.router_timeout_s)
+    sim: SimEngine | None = None
+    try:
+        if config.engine == "sim":
+            sim = await start_sim_engine(config.models, timing=config.sim, seed=config.sim_seed)
+            urls = dict.fromkeys(config.models, sim.url)
+        else:
+            urls = await _vllm_urls(config, args)
+        checker = HostChecker(config, nvml)
+        reports = [await checker.setup_report(m, urls.get(m), router) for m in models]
+    finally:
+        await router.aclose()
+        if sim is not None:
+            await sim.stop()
+        await asyncio.to_thread(nvml.close)
+    if args.json:
+        print(json.dumps([{**msgspec.to_builtins(r.result()), "lines": [dataclasses.asdict(line) for line in r.lines]}
+                          for r in reports], indent=2))
+    else:
+        print(f"tokenmill-host check on {config.name}: {config.engine} engine, GPU type {config.gpu_type or 'not set'}")
+        for report in reports:
+            print()
+            print(report.table())
+    return 0 if all(r.passed for r in reports) else 1
+
+
+async def _vllm_urls(config: AgentConfig, args: argparse.Namespace) -> dict[str, str]:
+    """Where each model's vLLM listens: asked of the running agent, else worked out from the config."""
+    url = _control_url(args)
+    try:
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
+            status = msgspec.json.decode((await http.get(f"{url}/status")).content, type=AgentStatus)
+        if status.local_endpoints:
+            return status.local_endpoints
+    except (httpx.HTTPError, msgspec.MsgspecError):
+        pass  # no agent running: its engines are not running either, but try the configured ports
+    host = config.local_engine_host
+    urls = {}
+    for position, spec in enumerate(config.vllm.engines):
+        port = spec.port if spec.port is not None else (config.engine_port + position if config.engine_port else 0)
+        if port:
+            urls[spec.model] = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    return urls
 
 
 async def _drain(url: str, timeout_s: float) -> int:
@@ -209,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = control("status", "show the agent's state")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.set_defaults(func=cmd_status)
+
+    check = sub.add_parser("check", help="check this host's hardware for its models; exit 1 if a check fails")
+    check.add_argument("--model", help="one catalogue model id from the config (default: all of them)")
+    check.add_argument("--config", help="agent TOML file (as for run)")
+    check.add_argument("--control-port", type=int, help="the running agent's control port (to find its engines)")
+    check.add_argument("--json", action="store_true", help="print the results as JSON")
+    check.set_defaults(func=cmd_check)
 
     sim = sub.add_parser("sim-engine", help="serve only the simulated engine (vLLM's OpenAI-compatible surface)")
     sim.add_argument("--models", required=True, help="comma-separated model ids")

@@ -4,6 +4,41 @@ File: `--config PATH`, else $TOKENMILL_HOST_CONFIG, else /etc/tokenmill-host/age
 be absent when the environment gives everything). Nested tables use `__` in variable names:
 TOKENMILL_HOST_SIM__DECODE_TPS=80. Lists (models) are comma-separated in the environment.
 Every failure is a ConfigError naming the file (or variable) and the field.
+
+The simulated engine (no GPU) needs only `models`:
+
+    router_url = "https://router.example:8640"
+    host_token = "tmh-..."
+    engine = "sim"
+    models = ["qwen2.5-0.5b-instruct"]
+    [sim]
+    decode_tps = 40
+
+vLLM needs one [[vllm.engines]] table per model (hostkit.engine_spec.EngineSpec, as the backend's
+backend/fleet/engine_specs.py computes it for the host's GPU); `models` may then be left out, and
+if given must name the same models:
+
+    engine = "vllm"
+    gpu_type = "rtx4090"
+    engine_port = 8001                  # first model on 8001, the next on 8002, ... unless `port` is set
+    [vllm]
+    executable = "/opt/tokenmill/venv/bin/vllm"
+    log_dir = "/var/log/tokenmill-host" # one vllm-<model>.log per model
+    hf_cache_dir = "/data/hf"           # optional: HF_HUB_CACHE for the engines and the disk check
+    [[vllm.engines]]
+    model = "llama-3.1-8b-instruct"     # catalogue id, served under this name
+    hf_id = "meta-llama/Llama-3.1-8B-Instruct"
+    quantization = "bf16"
+    dtype = "bfloat16"
+    max_model_len = 16384
+    gpu_memory_utilization = 0.9
+    tensor_parallel_size = 1
+    extra_args = []
+    [vllm.engines.requirements]
+    vram_gb = 18.5
+    min_compute_capability = "8.0"
+    expected_decode_tps = 38
+    weights_gb = 16.1
 """
 
 from __future__ import annotations
@@ -17,6 +52,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from hostkit.engine_spec import EngineSpec
 from hostkit.protocol import HEARTBEAT_INTERVAL_S
 from hostkit.sim_engine import SimTiming
 
@@ -25,10 +61,32 @@ CONFIG_ENV = "TOKENMILL_HOST_CONFIG"
 DEFAULT_CONFIG_PATH = Path("/etc/tokenmill-host/agent.toml")
 DEFAULT_CONTROL_PORT = 8650
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+NO_VLLM_ENGINES = 'engine = "vllm" needs one [[vllm.engines]] table per model; none is given'
 
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the file or variable and the field."""
+
+
+class VllmSettings(BaseModel):
+    """How the agent runs vLLM (the [vllm] table): one `vllm serve` process per engine spec."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    executable: str = Field(default="vllm", description="the vllm command (a path, or a name on PATH)")
+    log_dir: Path = Field(default=Path("/var/log/tokenmill-host"), description="vllm-<model>.log per model")
+    hf_cache_dir: Path | None = Field(default=None, description="HF_HUB_CACHE for the engines; None: vLLM's own "
+                                                                "default ($HF_HUB_CACHE, $HF_HOME/hub, "
+                                                                "~/.cache/huggingface/hub)")
+    health_timeout_s: float = Field(default=1800.0, gt=0, description="longest wait for /health after a launch "
+                                                                      "(a first launch downloads the weights)")
+    unhealthy_restart_s: float = Field(default=60.0, gt=0, description="a running engine failing /health this "
+                                                                       "long is restarted")
+    restart_initial_s: float = Field(default=5.0, gt=0, description="first wait before relaunching a dead engine")
+    restart_max_s: float = Field(default=300.0, gt=0, description="longest wait between relaunches")
+    stop_grace_s: float = Field(default=30.0, ge=0, description="SIGTERM, then SIGKILL after this long")
+    stop_when_drained: bool = Field(default=True, description="free the GPUs once drained; relaunch on resume")
+    engines: list[EngineSpec] = Field(default_factory=list, description="one per model ([[vllm.engines]])")
 
 
 class AgentConfig(BaseModel):
@@ -56,6 +114,22 @@ class AgentConfig(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     sim: SimTiming = Field(default_factory=SimTiming, description="timing of the simulated engine")
     sim_seed: int = 0
+    vllm: VllmSettings = Field(default_factory=VllmSettings, description="the vLLM engines (engine = \"vllm\")")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _models_from_vllm_engines(cls, data: Any) -> Any:
+        """With vLLM the engine tables already name the models; `models` need not repeat them."""
+        if not isinstance(data, dict) or data.get("engine") != "vllm" or data.get("models"):
+            return data
+        vllm = data.get("vllm")
+        engines = vllm.get("engines") if isinstance(vllm, dict) else getattr(vllm, "engines", None)
+        if not engines:
+            raise ValueError(NO_VLLM_ENGINES)
+        if not isinstance(engines, list):
+            return data
+        names = [e.get("model") if isinstance(e, dict) else getattr(e, "model", None) for e in engines]
+        return {**data, "models": [n for n in names if isinstance(n, str)]}
 
     @field_validator("models", mode="before")
     @classmethod
@@ -75,6 +149,28 @@ class AgentConfig(BaseModel):
             raise ValueError(f"engine_host {self.engine_host!r} listens everywhere: set advertise_host to the "
                              "address the router reaches this host at")
         return self
+
+    @model_validator(mode="after")
+    def _vllm_engine_per_model(self) -> AgentConfig:
+        if self.engine != "vllm":
+            return self
+        specs = [e.model for e in self.vllm.engines]
+        if not specs:
+            raise ValueError(NO_VLLM_ENGINES)
+        duplicates = sorted({m for m in specs if specs.count(m) > 1})
+        if duplicates:
+            raise ValueError(f"[[vllm.engines]] lists {', '.join(duplicates)} more than once")
+        if set(specs) != set(self.models):
+            raise ValueError(f"models ({', '.join(self.models)}) and the [[vllm.engines]] models "
+                             f"({', '.join(specs)}) differ: leave models out, or list the same ones")
+        ports = [e.port for e in self.vllm.engines if e.port]
+        if len(ports) != len(set(ports)):
+            raise ValueError("two [[vllm.engines]] tables ask for the same port")
+        return self
+
+    def engine_spec(self, model: str) -> EngineSpec | None:
+        """The vLLM spec for `model`; None with the simulated engine."""
+        return next((e for e in self.vllm.engines if e.model == model), None)
 
     @property
     def public_engine_host(self) -> str:

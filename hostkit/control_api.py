@@ -14,6 +14,8 @@ from typing import Protocol
 import msgspec
 from aiohttp import web
 
+from hostkit.protocol import CheckResult
+
 CONTROL_HOST = "127.0.0.1"
 
 
@@ -34,6 +36,10 @@ class AgentStatus(msgspec.Struct):
     last_heartbeat_at: str | None  # UTC, ISO 8601, of the last heartbeat the router accepted
     heartbeat_interval_s: float
     agent_version: str
+    local_endpoints: dict[str, str] = {}  # model -> engine base URL as this host reaches it
+    checks: list[CheckResult] = []  # the latest hardware check per model (none yet: not in the list)
+    engines: dict[str, str] = {}  # model -> the engine's state in a few words
+    engine_events: list[str] = []  # recent launches, exits and relaunches, newest last
 
 
 class DrainRequest(msgspec.Struct):

@@ -1,17 +1,21 @@
 """The inference engines the agent can run, behind one small interface.
 
 "sim" runs the simulated engine in the agent's own event loop (one server for every model).
-"vllm" is the real engine; launching it arrives with the real-hosts work, and until then it says
-so clearly instead of pretending.
+"vllm" runs one supervised `vllm serve` process per model, each on its own port
+(hostkit/vllm_process.py); vllm is never imported, only executed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import socket
 from dataclasses import dataclass
 from typing import Protocol
 
 from hostkit.config import AgentConfig
 from hostkit.sim_engine import SimEngine, start_sim_engine
+from hostkit.vllm_process import EngineEvents, SupervisedVllm
 
 
 class EngineUnavailable(RuntimeError):
@@ -32,6 +36,22 @@ class Engine(Protocol):
 
     async def stop(self) -> None: ...
 
+    async def suspend(self) -> bool:
+        """The host is drained: give the GPUs back if configured to; True if the engine stopped
+        (its endpoints stay what they were, for resume())."""
+
+    async def resume(self) -> None:
+        """Serve again after suspend()."""
+
+    def instance(self, model: str) -> int:
+        """Changes whenever the model's engine is launched again, so its check must run again."""
+
+    def describe(self) -> dict[str, str]:
+        """Per model, the engine's state in a few words (for `tokenmill-host status`)."""
+
+    def recent_events(self) -> list[str]:
+        """Launches, exits and relaunches, newest last."""
+
 
 class SimEngineRunner:
     """The simulated engine, started in-process with the config's timing."""
@@ -46,8 +66,8 @@ class SimEngineRunner:
         c = self._config
         self.sim = await start_sim_engine(c.models, host=c.engine_host, port=c.engine_port, timing=c.sim,
                                           seed=c.sim_seed)
-        local = f"http://{_url_host(c.local_engine_host)}:{self.sim.port}"
-        public = f"http://{_url_host(c.public_engine_host)}:{self.sim.port}"
+        local = f"http://{url_host(c.local_engine_host)}:{self.sim.port}"
+        public = f"http://{url_host(c.public_engine_host)}:{self.sim.port}"
         return [EngineEndpoint(m, local, public) for m in self.sim.models]
 
     async def stop(self) -> None:
@@ -55,28 +75,97 @@ class SimEngineRunner:
             await self.sim.stop()
             self.sim = None
 
+    async def suspend(self) -> bool:
+        """Nothing to give back: the simulated engine holds no GPU, and keeps serving."""
+        return False
+
+    async def resume(self) -> None:
+        """Nothing was suspended."""
+
+    def instance(self, model: str) -> int:
+        return 1  # it never restarts
+
+    def describe(self) -> dict[str, str]:
+        return {m: "simulated" for m in self._config.models}
+
+    def recent_events(self) -> list[str]:
+        return []
+
 
 class VllmEngine:
-    """vLLM, one OpenAI-compatible server per model from engine_port upwards (not built yet)."""
+    """One supervised vLLM server per [[vllm.engines]] spec, from engine_port upwards."""
 
     kind = "vllm"
 
     def __init__(self, config: AgentConfig) -> None:
         self._config = config
+        self.events = EngineEvents()
+        self.processes: dict[str, SupervisedVllm] = {}  # by model
 
     async def start(self) -> list[EngineEndpoint]:
-        raise EngineUnavailable(
-            'vLLM engine support arrives with the real-hosts issue; set engine = "sim" in the agent config '
-            "to run the simulated engine until then"
-        )
+        c = self._config
+        executable = c.vllm.executable
+        if shutil.which(executable) is None:
+            raise EngineUnavailable(f"the vllm executable {executable!r} is not found or not executable: install "
+                                    "vLLM (pip install 'tokenmill[host]') or set executable in the [vllm] table")
+        try:
+            c.vllm.log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EngineUnavailable(f"cannot create the vLLM log directory {c.vllm.log_dir}: {exc}; set log_dir in "
+                                    "the [vllm] table") from None
+        endpoints = []
+        for position, spec in enumerate(c.vllm.engines):
+            port = self._port(spec.port, position)
+            local = f"http://{url_host(c.local_engine_host)}:{port}"
+            proc = SupervisedVllm(spec, port, c.engine_host, local, c.vllm, self.events)
+            self.processes[spec.model] = proc
+            endpoints.append(EngineEndpoint(spec.model, local, f"http://{url_host(c.public_engine_host)}:{port}"))
+        for proc in self.processes.values():
+            proc.start()
+        return endpoints
+
+    def _port(self, port: int | None, position: int) -> int:
+        if port is None:
+            port = self._config.engine_port + position if self._config.engine_port else 0
+        # Chosen once, so the router's endpoint stays the same across relaunches.
+        return port or _free_port(self._config.local_engine_host)
 
     async def stop(self) -> None:
-        """Nothing to stop: start() never launches a process yet."""
+        await asyncio.gather(*(p.aclose() for p in self.processes.values()))
+
+    async def suspend(self) -> bool:
+        if not self._config.vllm.stop_when_drained:
+            return False
+        for model in self.processes:
+            self.events.add(model, "host drained: stopping to free the GPUs")
+        await asyncio.gather(*(p.stop() for p in self.processes.values()))
+        return True
+
+    async def resume(self) -> None:
+        for proc in self.processes.values():
+            proc.start()
+
+    def instance(self, model: str) -> int:
+        proc = self.processes.get(model)
+        return proc.launches if proc is not None else 0
+
+    def describe(self) -> dict[str, str]:
+        return {m: p.describe() for m, p in self.processes.items()}
+
+    def recent_events(self) -> list[str]:
+        return self.events.recent()
 
 
 def make_engine(config: AgentConfig) -> Engine:
     return SimEngineRunner(config) if config.engine == "sim" else VllmEngine(config)
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

@@ -17,6 +17,13 @@ HEARTBEAT_INTERVAL_S = 2.0
 MISSED_HEARTBEATS_DOWN = 3
 
 
+class GpuProcess(msgspec.Struct, omit_defaults=True):
+    """A process holding memory on a GPU (vLLM's workers, or someone else's job)."""
+
+    pid: int
+    used_memory_mib: int | None = None  # None where the driver does not say (e.g. inside some containers)
+
+
 class GpuTelemetry(msgspec.Struct, omit_defaults=True):
     """One GPU as NVML reports it. None means the driver does not report the field."""
 
@@ -28,6 +35,21 @@ class GpuTelemetry(msgspec.Struct, omit_defaults=True):
     temperature_c: int | None = None
     power_draw_w: float | None = None
     power_limit_w: float | None = None
+    uuid: str | None = None
+    compute_capability: str | None = None  # "8.9"
+    processes: list[GpuProcess] = []
+
+
+class CheckResult(msgspec.Struct, omit_defaults=True):
+    """The host's hardware check for one model (`tokenmill-host check`), run once the model's engine
+    is healthy and again after every engine restart. The router sends a model's traffic to this
+    host only while its latest result passed."""
+
+    model: str
+    passed: bool
+    checked_us: int  # Unix time in microseconds when the check finished
+    summary: str = ""  # one line: what failed, or the measured figures
+    decode_tps: float | None = None  # measured single-stream decode tokens/s
 
 
 class EngineMetrics(msgspec.Struct, omit_defaults=True):
@@ -57,6 +79,9 @@ class Register(msgspec.Struct, omit_defaults=True):
     gpu_type: str | None = None  # catalogue GPU id, e.g. "rtx4090"
     agent_version: str = ""
     protocol: int = PROTOCOL_VERSION
+    driver_version: str | None = None  # NVIDIA driver, e.g. "550.54.15"; None without NVML
+    cuda_version: str | None = None  # highest CUDA the driver supports, e.g. "12.4"
+    checks: list[CheckResult] = []
 
 
 class RegisterReply(msgspec.Struct):
@@ -69,6 +94,7 @@ class Heartbeat(msgspec.Struct, omit_defaults=True):
     in_flight: int = 0
     gpus: list[GpuTelemetry] = []
     draining: bool = False
+    checks: list[CheckResult] = []  # the latest result per model; a model absent here has none yet
 
 
 class HeartbeatReply(msgspec.Struct):
@@ -78,6 +104,14 @@ class HeartbeatReply(msgspec.Struct):
     outstanding: int = 0
     # The operator asked (from the console or admin API) for this host to drain.
     drain: bool = False
+
+
+class PingReply(msgspec.Struct):
+    """GET /hosts/ping: the router is reachable and knows this token (no side effect)."""
+
+    host_id: str
+    name: str
+    state: str  # as in HeartbeatReply
 
 
 class DrainReply(msgspec.Struct):

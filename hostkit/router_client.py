@@ -13,7 +13,7 @@ import httpx
 import msgspec
 
 from hostkit import __version__
-from hostkit.protocol import DrainReply, Error, Heartbeat, HeartbeatReply, Register, RegisterReply
+from hostkit.protocol import DrainReply, Error, Heartbeat, HeartbeatReply, PingReply, Register, RegisterReply
 
 T = TypeVar("T")
 
@@ -53,8 +53,12 @@ class RouterClient:
                                              headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
             raise RouterUnreachable(f"POST {path}: {type(exc).__name__}: {exc}") from None
+        return self._checked("POST", path, resp)
+
+    @staticmethod
+    def _checked(method: str, path: str, resp: httpx.Response) -> bytes:
         if resp.status_code >= 500:
-            raise RouterUnreachable(f"POST {path}: HTTP {resp.status_code}")
+            raise RouterUnreachable(f"{method} {path}: HTTP {resp.status_code}")
         if resp.status_code >= 400:
             try:
                 err = msgspec.json.decode(resp.content, type=Error)
@@ -68,10 +72,18 @@ class RouterClient:
         try:
             return msgspec.json.decode(data, type=kind)
         except msgspec.MsgspecError as exc:
-            raise RouterUnreachable(f"POST {path}: unexpected reply: {exc}") from None
+            raise RouterUnreachable(f"{path}: unexpected reply: {exc}") from None
 
     async def register(self, msg: Register) -> RegisterReply:
         return self._decode("/hosts/register", await self._post("/hosts/register", msg), RegisterReply)
+
+    async def ping(self) -> PingReply:
+        """GET /hosts/ping: reachable and the token accepted, changing nothing (the hardware check)."""
+        try:
+            resp = await self._http.get("/hosts/ping")
+        except httpx.HTTPError as exc:
+            raise RouterUnreachable(f"GET /hosts/ping: {type(exc).__name__}: {exc}") from None
+        return self._decode("/hosts/ping", self._checked("GET", "/hosts/ping", resp), PingReply)
 
     async def heartbeat(self, msg: Heartbeat) -> HeartbeatReply:
         return self._decode("/hosts/heartbeat", await self._post("/hosts/heartbeat", msg), HeartbeatReply)

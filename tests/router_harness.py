@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 
 import httpx
@@ -71,12 +72,28 @@ class SimHost:
     task: asyncio.Task | None = None
     draining: bool = False
     replies: list[protocol.HeartbeatReply] = field(default_factory=list)
+    # The hardware check it reports per model: True passed (the default), False failed, None none yet.
+    checks: dict[str, bool | None] = field(default_factory=dict)
+    _checked_us: dict[str, tuple[bool, int]] = field(default_factory=dict)
 
     def _served(self) -> list[protocol.ServedModel]:
         return [protocol.ServedModel(model=m, endpoint=self.engine.url, engine="sim") for m in self.models]
 
+    def _check_results(self) -> list[protocol.CheckResult]:
+        results = []
+        for m in self.models:
+            passed = self.checks.get(m, True)
+            if passed is None:
+                continue
+            if self._checked_us.get(m, (None,))[0] != passed:  # a new result when the outcome changes
+                self._checked_us[m] = (passed, time.time_ns() // 1000)
+            results.append(protocol.CheckResult(model=m, passed=passed, checked_us=self._checked_us[m][1],
+                                                summary="passed: test host" if passed else "FAILED: test host"))
+        return results
+
     async def register(self) -> None:
-        body = protocol.Register(name=self.name, models=self._served(), agent_version="test")
+        body = protocol.Register(name=self.name, models=self._served(), agent_version="test",
+                                 checks=self._check_results())
         r = await self.router.http.post("/hosts/register", content=msgspec.json.encode(body),
                                         headers={"Authorization": f"Bearer {self.token}"})
         r.raise_for_status()
@@ -85,7 +102,8 @@ class SimHost:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.router.services.fleet.heartbeat_interval_s)
-            body = protocol.Heartbeat(models=self._served(), in_flight=self.engine.running, draining=self.draining)
+            body = protocol.Heartbeat(models=self._served(), in_flight=self.engine.running, draining=self.draining,
+                                      checks=self._check_results())
             with contextlib.suppress(httpx.HTTPError):
                 r = await self.router.http.post("/hosts/heartbeat", content=msgspec.json.encode(body),
                                                 headers={"Authorization": f"Bearer {self.token}"})
@@ -115,7 +133,8 @@ class Router:
     hosts: list[SimHost] = field(default_factory=list)
 
     async def add_host(self, name: str, models: list[str], *, timing: SimTiming = FAST,
-                       payout_share_bps: int = 0, own_process: bool = False) -> SimHost:
+                       payout_share_bps: int = 0, own_process: bool = False,
+                       checks: dict[str, bool | None] | None = None) -> SimHost:
         r = await self.http.post("/admin/hosts", json={"name": name, "provider": "local",
                                                        "payout_share_bps": payout_share_bps}, headers=self.admin)
         r.raise_for_status()
@@ -124,7 +143,7 @@ class Router:
             engine = await EngineProcess.start(models, timing)
         else:
             engine = await start_sim_engine(models, timing=timing)
-        host = SimHost(self, name, enrolled["token"], enrolled["host"]["id"], engine, models)
+        host = SimHost(self, name, enrolled["token"], enrolled["host"]["id"], engine, models, checks=dict(checks or {}))
         await host.register()
         self.hosts.append(host)
         return host

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
 
 from backend.api.errors import ApiError
 from backend.fleet.registry import Fleet, FleetError, HostState
@@ -56,6 +56,13 @@ async def heartbeat(request: Request) -> Response:
     return _json(reply)
 
 
+@get("/hosts/ping", tags=["hosts"])
+async def ping(request: Request) -> Response:
+    """Reachable, and the token is known (`tokenmill-host check`); changes nothing."""
+    fleet, host = _fleet(request), _host(request)
+    return _json(protocol.PingReply(host_id=host.id, name=host.name, state=fleet.status(host)))
+
+
 @post("/hosts/drain", status_code=200, tags=["hosts"])
 async def drain(request: Request) -> Response:
     """Stop sending this host new requests; those in flight finish."""
@@ -79,4 +86,4 @@ async def deregister(request: Request) -> Response:
     return _json(protocol.DrainReply(state=fleet.status(host), outstanding=host.outstanding))
 
 
-ROUTES = [register, heartbeat, drain, resume, deregister]
+ROUTES = [register, heartbeat, ping, drain, resume, deregister]

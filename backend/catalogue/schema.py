@@ -89,6 +89,10 @@ class ModelEntry(Strict):
     size_class: SizeClass
     vram_gb: dict[Quantization, float] = Field(description="Weights plus a working KV cache, per quantization.")
     default_quantization: Quantization
+    checkpoints: dict[Quantization, Annotated[str, Field(pattern=r"^[\w.-]+/[\w.-]+$")]] = Field(
+        default_factory=dict,
+        description="Pre-quantized Hugging Face checkpoints vLLM serves at that quantization (int4 needs one; "
+                    "fp8 without one is quantized while loading). See hostkit/engine_spec.py.")
     default: bool = Field(default=False, description="Served by the embedded local fleet.")
     licence: Licence
     openrouter: OpenRouterMeta
@@ -101,6 +105,10 @@ class ModelEntry(Strict):
             raise ValueError("vram_gb needs at least one quantization")
         if self.default_quantization not in self.vram_gb:
             raise ValueError(f"default_quantization {self.default_quantization!r} has no vram_gb entry")
+        if "bf16" in self.checkpoints:
+            raise ValueError("checkpoints.bf16: bf16 is hf_id itself")
+        if unsized := set(self.checkpoints) - set(self.vram_gb):
+            raise ValueError(f"checkpoints given for {', '.join(sorted(unsized))} without a vram_gb entry")
         if any(v <= 0 for v in self.vram_gb.values()):
             raise ValueError("vram_gb values must be positive")
         if self.max_output_tokens > self.context_length:

@@ -43,6 +43,8 @@ class Replica:
     engine: str = "vllm"
     ready: bool = True
     metrics: protocol.EngineMetrics | None = None
+    # The host's latest hardware check for this model; the balancer skips the replica unless it passed.
+    check: protocol.CheckResult | None = None
     outstanding: int = 0
     failures: int = 0
     ejected_until: float = 0.0  # monotonic time
@@ -67,6 +69,7 @@ class HostState:
     created_us: int
     registered: bool = False
     last_seen: float = 0.0  # monotonic time of the last register / heartbeat
+    last_heard_us: int | None = None  # the same instant in UTC, for people
     gpu_type: str | None = None
     gpus: list[protocol.GpuTelemetry] = field(default_factory=list)
     agent_version: str = ""
@@ -156,8 +159,8 @@ class Fleet:
 
     # ---------------------------------------------------------------- the balancer
     def choose(self, model: str, tried: tuple[Replica, ...] = ()) -> Replica | None:
-        """A healthy, active replica of `model` with the fewest outstanding requests; round
-        robin among equals. None when there is no capacity right now."""
+        """A healthy, active, hardware-checked replica of `model` with the fewest outstanding
+        requests; round robin among equals. None when there is no capacity right now."""
         reps = self._by_model.get(model)
         if not reps:
             return None
@@ -171,7 +174,7 @@ class Fleet:
             r = reps[(start + i) % n]
             h = r.host
             if (h.state != "active" or not h.registered or now - h.last_seen > down or not r.ready
-                    or r.ejected_until > now or r in tried):
+                    or r.check is None or not r.check.passed or r.ejected_until > now or r in tried):
                 continue
             if best is None or r.outstanding < best.outstanding:
                 best = r
@@ -266,10 +269,11 @@ class Fleet:
         host.gpu_type = msg.gpu_type
         host.gpus = list(msg.gpus)
         host.agent_version = msg.agent_version
-        self._set_replicas(host, msg.models)
+        self._set_replicas(host, msg.models, msg.checks)
         first = not host.registered
         host.registered = True
         host.last_seen = time.monotonic()
+        host.last_heard_us = now_us()
         host.was_up = True
         if first:
             models = ", ".join(m.model for m in msg.models) or "no models"
@@ -280,12 +284,13 @@ class Fleet:
         if not host.registered:
             raise FleetError("register before sending heartbeats")
         host.last_seen = time.monotonic()
+        host.last_heard_us = now_us()
         if not host.was_up:
             host.was_up = True
             self._events.add("host.back", host.id, f"{host.name} heard from again")
         host.in_flight = msg.in_flight
         host.gpus = list(msg.gpus)
-        self._set_replicas(host, msg.models)
+        self._set_replicas(host, msg.models, msg.checks)
         if msg.draining and host.state == "active":
             await self.drain(host, by="host")
         return protocol.HeartbeatReply(state=self.status(host), outstanding=host.outstanding,
@@ -297,8 +302,10 @@ class Fleet:
             host.registered = False
             self._events.add("host.left", host.id, f"{host.name} left the fleet")
 
-    def _set_replicas(self, host: HostState, served: list[protocol.ServedModel]) -> None:
+    def _set_replicas(self, host: HostState, served: list[protocol.ServedModel],
+                      checks: list[protocol.CheckResult]) -> None:
         wanted = {m.model: m for m in served}
+        checked = {c.model: c for c in checks}
         for model in [m for m in host.replicas if m not in wanted]:
             self._unlink(host.replicas.pop(model))
         for model, m in wanted.items():
@@ -311,6 +318,19 @@ class Fleet:
                 self._by_model.setdefault(model, []).append(rep)
             rep.ready = m.ready
             rep.metrics = m.metrics
+            self._note_check(rep, checked.get(model))
+
+    def _note_check(self, rep: Replica, check: protocol.CheckResult | None) -> None:
+        before, rep.check = rep.check, check
+        if check is None or (before is not None and before.checked_us == check.checked_us):
+            return
+        if check.passed:
+            self._events.add("replica.checked", rep.host.id, f"{rep.model} on {rep.host.name} passed its hardware "
+                                                             f"check: {check.summary}")
+        else:
+            self._events.add("replica.check_failed", rep.host.id, f"{rep.model} on {rep.host.name} failed its "
+                                                                  f"hardware check, no traffic: {check.summary}",
+                             "warning")
 
     def _drop_replicas(self, host: HostState) -> None:
         for rep in host.replicas.values():

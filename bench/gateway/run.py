@@ -183,11 +183,17 @@ class Bench:
     def _served(self) -> list[protocol.ServedModel]:
         return [protocol.ServedModel(model=MODEL, endpoint=self.upstream_url, engine="sim")]
 
+    @staticmethod
+    def _checks() -> list[protocol.CheckResult]:
+        # The router routes only to models whose hardware check passed; the fake upstream has no hardware.
+        return [protocol.CheckResult(model=MODEL, passed=True, checked_us=1, summary="passed: bench upstream")]
+
     async def setup(self, http: httpx.AsyncClient) -> None:
         host = self._ok(await http.post("/admin/hosts", json={"name": "bench-upstream", "provider": "local"},
                                         headers=self.admin), "enroll host")
         self.host_token = host["token"]
-        reg = protocol.Register(name="bench-upstream", models=self._served(), agent_version="bench")
+        reg = protocol.Register(name="bench-upstream", models=self._served(), agent_version="bench",
+                                checks=self._checks())
         self._ok(await http.post("/hosts/register", content=msgspec.json.encode(reg),
                                  headers={"Authorization": f"Bearer {self.host_token}",
                                           "Content-Type": "application/json"}), "register host")
@@ -205,7 +211,7 @@ class Bench:
             raise SystemExit(f"{MODEL} has no replica after registration: {mine}")
 
     async def heartbeat(self, http: httpx.AsyncClient) -> None:
-        body = msgspec.json.encode(protocol.Heartbeat(models=self._served()))
+        body = msgspec.json.encode(protocol.Heartbeat(models=self._served(), checks=self._checks()))
         headers = {"Authorization": f"Bearer {self.host_token}", "Content-Type": "application/json"}
         while True:
             await asyncio.sleep(2.0)

@@ -1,16 +1,22 @@
-"""Fixtures for hostkit: a simulated engine that never sleeps, the real OpenAI SDK, a fake router."""
+"""Fixtures for hostkit: a simulated engine that never sleeps, the real OpenAI SDK, a fake router,
+and a fake `vllm` executable with an agent config that runs it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import openai
 import pytest
 
+from hostkit import vllm_process
+from hostkit.config import AgentConfig
 from hostkit.sim_engine import SimEngine, SimTiming, start_sim_engine
-from tests.hostkit.fake_router import FakeRouter
+from tests.hostkit.fake_router import TOKEN, FakeRouter
 
 MODELS = ["alpha-8b", "beta-70b"]
 
@@ -44,3 +50,52 @@ async def router() -> AsyncIterator[FakeRouter]:
     await r.start()
     yield r
     await r.stop()
+
+
+FAKE_VLLM = Path(__file__).with_name("fake_vllm.py")
+REQUIREMENTS = {"vram_gb": 1.2, "min_compute_capability": "8.0", "weights_gb": 1.0}
+
+
+class FakeVllm:
+    """The fake executable and the directory that steers it."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "fake-vllm"
+        self.dir.mkdir()
+        self.executable = root / "vllm"
+        self.executable.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(FAKE_VLLM)!r}, "
+                                   "run_name='__main__')\n")
+        self.executable.chmod(0o755)
+
+    def set(self, name: str, value: str = "") -> None:
+        (self.dir / name).write_text(value)
+
+    def clear(self, name: str) -> None:
+        (self.dir / name).unlink(missing_ok=True)
+
+    def launches(self) -> list[dict]:
+        path = self.dir / "launches.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def fake_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeVllm:
+    monkeypatch.setenv("FAKE_VLLM_DIR", str(tmp_path / "fake-vllm"))
+    monkeypatch.setattr(vllm_process, "STARTING_POLL_S", 0.05)
+    monkeypatch.setattr(vllm_process, "RUNNING_POLL_S", 0.05)
+    return FakeVllm(tmp_path)
+
+
+def vllm_config(fake: FakeVllm, router_url: str = "http://127.0.0.1:9", *, models: tuple[str, ...] = ("alpha-8b",),
+                **vllm: object) -> AgentConfig:
+    settings: dict[str, object] = {
+        "executable": str(fake.executable), "log_dir": str(fake.dir.parent / "logs"), "restart_initial_s": 0.05,
+        "restart_max_s": 0.2, "stop_grace_s": 5, "health_timeout_s": 20, "unhealthy_restart_s": 0.3,
+        "engines": [{"model": m, "hf_id": f"org/{m}", "dtype": "bfloat16", "max_model_len": 4096,
+                     "requirements": REQUIREMENTS} for m in models],
+    }
+    settings.update(vllm)
+    return AgentConfig.model_validate({
+        "router_url": router_url, "host_token": TOKEN, "name": "gpu-host", "engine": "vllm", "engine_port": 0,
+        "control_port": 0, "heartbeat_interval_s": 0.05, "retry_initial_s": 0.02, "retry_max_s": 0.1,
+        "drain_timeout_s": 5, "vllm": settings})

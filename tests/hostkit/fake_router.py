@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from hostkit.protocol import DrainReply, Error, Heartbeat, HeartbeatReply, Register, RegisterReply
+from hostkit.protocol import DrainReply, Error, Heartbeat, HeartbeatReply, PingReply, Register, RegisterReply
 
 TOKEN = "tmh-test-0123456789abcdefSECRET"
 
@@ -26,6 +26,7 @@ class FakeRouter:
         self.outstanding = 0  # HeartbeatReply/DrainReply.outstanding
         self.removed = False
         self.forget_host = False  # answer the next heartbeat 404, as a router that lost its registry
+        self.has_ping = True  # False: a router from before GET /hosts/ping (404)
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -45,6 +46,7 @@ class FakeRouter:
     async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_post("/hosts/{action}", self._handle)
+        app.router.add_get("/hosts/ping", self._ping)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", port).start()
@@ -54,6 +56,15 @@ class FakeRouter:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        if not self.has_ping:
+            return web.Response(status=404, text="Not Found")
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            self.unauthorized += 1
+            return _reply(Error(message="bad host token", code="unauthorized"), status=401)
+        self.calls.append((request.path, None))
+        return _reply(PingReply(host_id="host-1", name="test-host", state="active"))
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.token}":

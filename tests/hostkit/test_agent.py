@@ -12,9 +12,8 @@ import httpx
 import openai
 import pytest
 
-from hostkit.agent import Agent, run_agent
+from hostkit.agent import Agent
 from hostkit.config import AgentConfig
-from hostkit.engines import EngineUnavailable, VllmEngine
 from hostkit.protocol import Register
 from hostkit.sim_engine import SimTiming
 from tests.hostkit.conftest import MODELS, eventually
@@ -52,21 +51,25 @@ async def test_registers_then_heartbeats_engine_metrics(agent: Agent, router: Fa
     assert [m.model for m in register.models] == MODELS
     assert all(m.engine == "sim" and m.ready and m.metrics is not None for m in register.models)
     assert agent.state == "active" and agent.host_id == "host-1" and agent.router_reachable
-
-    # The advertised endpoint is a working OpenAI-compatible engine whose metrics reach the router.
-    endpoint = register.models[0].endpoint
-    async with openai.AsyncOpenAI(base_url=endpoint + "/v1", api_key="x", max_retries=0) as client:
-        await client.chat.completions.create(model=MODELS[0], messages=[{"role": "user", "content": "hi"}],
-                                             max_tokens=5)
-    before = router.count("/hosts/heartbeat")
+    # The first registration carries each model's hardware check, run before it.
+    assert [(c.model, c.passed) for c in register.checks] == [(m, True) for m in MODELS]
+    assert all("decode speed" in c.summary and c.decode_tps for c in register.checks)
 
     def reported_tokens() -> int:
         beat = router.heartbeats()[-1]
         metrics = next(m.metrics for m in beat.models if m.model == MODELS[0])
         return metrics.generation_tokens_total if metrics else 0
 
-    await eventually(lambda: router.count("/hosts/heartbeat") > before and reported_tokens() == 5,
+    checked_tokens = reported_tokens()  # the check's own completions
+    # The advertised endpoint is a working OpenAI-compatible engine whose metrics reach the router.
+    endpoint = register.models[0].endpoint
+    async with openai.AsyncOpenAI(base_url=endpoint + "/v1", api_key="x", max_retries=0) as client:
+        await client.chat.completions.create(model=MODELS[0], messages=[{"role": "user", "content": "hi"}],
+                                             max_tokens=5)
+    before = router.count("/hosts/heartbeat")
+    await eventually(lambda: router.count("/hosts/heartbeat") > before and reported_tokens() == checked_tokens + 5,
                      what="metrics in a heartbeat")
+    assert router.heartbeats()[-1].checks == register.checks  # the same results, not checked again
     assert not router.heartbeats()[-1].draining
 
 
@@ -177,11 +180,3 @@ async def test_token_stays_out_of_logs_and_status(router: FakeRouter, caplog: py
     await agent.stop(drain_timeout_s=1)
     assert TOKEN not in caplog.text and "SECRET" not in caplog.text
     assert TOKEN not in repr(status) and TOKEN not in repr(agent.config)
-
-
-async def test_vllm_engine_says_it_is_not_there_yet(router: FakeRouter) -> None:
-    cfg = config(router.url, engine="vllm")
-    with pytest.raises(EngineUnavailable, match="real-hosts issue"):
-        await VllmEngine(cfg).start()
-    assert await run_agent(cfg) == 2
-    assert router.calls == []

@@ -16,7 +16,8 @@ import pytest
 from hostkit.agent import Agent
 from hostkit.cli import main
 from hostkit.control_api import ControlServer, start_control_api
-from tests.hostkit.conftest import MODELS, eventually
+from tests.hostkit.conftest import MODELS, FakeVllm, eventually, vllm_config
+from tests.hostkit.fake_nvml import FakeGpu, fake_pynvml
 from tests.hostkit.fake_router import TOKEN, FakeRouter
 from tests.hostkit.test_agent import config
 
@@ -44,6 +45,7 @@ async def test_status_drain_resume(control: tuple[Agent, ControlServer], router:
     assert await cli("status", "--control-port", port) == 0
     out = capsys.readouterr().out
     assert "active" in out and "host-1" in out and MODELS[0] in out and TOKEN not in out
+    assert f"check {MODELS[0]}" in out and "PASS passed: " in out and f"engine {MODELS[0]}" in out
 
     assert await cli("status", "--control-port", port, "--json") == 0
     assert json.loads(capsys.readouterr().out)["router_reachable"] is True
@@ -107,3 +109,26 @@ async def test_run_with_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.Capt
     path.write_text('router_url = "http://r"\nhost_token = "tmh-x"\nmodels = []\n')
     assert await cli("run", "--config", str(path)) == 2
     assert f"{path}: field models" in capsys.readouterr().err
+
+
+async def test_check_finds_a_running_agents_vllm_engines(fake_vllm: FakeVllm, router: FakeRouter, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml([FakeGpu()]))  # `check` reads NVML itself
+    config = vllm_config(fake_vllm, router.url)
+    agent = Agent(config)
+    await agent.start()
+    server = await start_control_api(agent, port=0)
+    try:
+        await eventually(lambda: agent.engine.describe()["alpha-8b"].startswith("healthy"), 20, "engine healthy")
+        path = tmp_path / "agent.toml"  # the same host, as the operator's file describes it
+        path.write_text(f'router_url = "{router.url}"\nhost_token = "{TOKEN}"\nengine = "vllm"\n'
+                        '[[vllm.engines]]\nmodel = "alpha-8b"\nhf_id = "org/alpha-8b"\n'
+                        '[vllm.engines.requirements]\nvram_gb = 1.2\nmin_compute_capability = "8.0"\n'
+                        'weights_gb = 0.001\n')
+        assert await cli("check", "--config", str(path), "--control-port", str(server.port)) == 0
+        out = capsys.readouterr().out
+        assert "alpha-8b: PASS" in out and "550.54.15, CUDA 12.4" in out and "tok/s" in out
+    finally:
+        await agent.stop(drain_timeout_s=0)
+        await server.stop()

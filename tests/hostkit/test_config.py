@@ -84,3 +84,58 @@ def test_control_port_hint(tmp_path: Path) -> None:
     assert control_port_hint(path, {}) == 9123
     assert control_port_hint(path, {"TOKENMILL_HOST_CONTROL_PORT": "9200"}) == 9200
     assert control_port_hint(tmp_path / "absent.toml", {}) == DEFAULT_CONTROL_PORT
+
+
+VLLM = f'''
+router_url = "https://router.example:8640"
+host_token = "{SECRET}"
+engine = "vllm"
+engine_port = 8001
+[vllm]
+executable = "/opt/vllm/bin/vllm"
+log_dir = "/var/log/tm"
+[[vllm.engines]]
+model = "llama-3.1-8b-instruct"
+hf_id = "meta-llama/Llama-3.1-8B-Instruct"
+dtype = "bfloat16"
+[vllm.engines.requirements]
+vram_gb = 18.5
+min_compute_capability = "8.0"
+expected_decode_tps = 38
+weights_gb = 16.1
+[[vllm.engines]]
+model = "qwen2.5-7b-instruct"
+hf_id = "Qwen/Qwen2.5-7B-Instruct-AWQ"
+quantization = "int4"
+port = 9000
+[vllm.engines.requirements]
+vram_gb = 4.4
+min_compute_capability = "7.5"
+weights_gb = 3.8
+'''
+
+
+def test_vllm_engine_tables_name_the_models(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, VLLM), env={"TOKENMILL_HOST_VLLM__STOP_GRACE_S": "5"})
+    assert cfg.engine == "vllm" and cfg.models == ["llama-3.1-8b-instruct", "qwen2.5-7b-instruct"]
+    assert cfg.vllm.executable == "/opt/vllm/bin/vllm" and cfg.vllm.stop_grace_s == 5
+    spec = cfg.engine_spec("qwen2.5-7b-instruct")
+    assert spec is not None and spec.port == 9000 and spec.requirements.min_compute_capability == "7.5"
+    assert cfg.engine_spec("absent") is None
+    # The simulated path is untouched: no engine tables needed, none consulted.
+    assert load_config(write(tmp_path, GOOD), env={}).vllm.engines == []
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    (VLLM.split("[[vllm.engines]]")[0], "needs one [[vllm.engines]] table per model"),
+    (VLLM.replace('engine_port = 8001', 'models = ["phi-4"]'), "models (phi-4) and the [[vllm.engines]] models"),
+    (VLLM.replace("port = 9000", "port = 9000\ntensor_parallel_size = 2\ndevices = [0]"), "one device per GPU"),
+    (VLLM.replace('min_compute_capability = "7.5"', 'min_compute_capability = "seven"'),
+     "vllm.engines.1.requirements.min_compute_capability"),
+    (VLLM.replace('model = "qwen2.5-7b-instruct"', 'model = "llama-3.1-8b-instruct"'), "more than once"),
+    (VLLM.replace("weights_gb = 3.8\n", ""), "vllm.engines.1.requirements.weights_gb"),
+], ids=["no-engines", "models-differ", "devices", "capability", "duplicate", "missing-requirement"])
+def test_invalid_vllm_configs_say_what_to_fix(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), env={})
+    assert needle in str(err.value) and str(tmp_path / "agent.toml") in str(err.value)

@@ -316,3 +316,14 @@ def test_missing_file_is_refused(tmp_path):
         load_catalogue(tmp_path)
     assert str(tmp_path / MODELS_FILE) in str(info.value)
     assert "not found" in str(info.value)
+
+
+@pytest.mark.parametrize(("checkpoints", "needle"), [
+    ('{ bf16 = "a/b" }', "checkpoints.bf16: bf16 is hf_id itself"),
+    ('{ int4 = "a/b-AWQ" }', "checkpoints given for int4 without a vram_gb entry"),
+    ('{ fp8 = "not a repo" }', "checkpoints.fp8"),
+], ids=["bf16", "unsized", "pattern"])
+def test_bad_checkpoints_are_refused(tmp_path, checkpoints, needle):
+    path = write(tmp_path, MODELS_FILE, model_toml(id="ckpt", extra=f"checkpoints = {checkpoints}"))
+    msg = refused(path, ModelCatalogue)
+    assert "'ckpt'" in msg and needle in msg

@@ -1,0 +1,72 @@
+"""A stand-in for the `vllm` executable: `fake_vllm.py serve <checkpoint> --served-model-name M
+--host H --port P ...` serves the simulated engine (vLLM's HTTP surface) for M on H:P.
+
+Tests steer it through files in $FAKE_VLLM_DIR, so behaviour can change between launches:
+- launches.jsonl: every launch appends {"argv": [...], "pid": N, "env": {...}};
+- crash_starts: an integer N > 0 makes the next N launches exit at once with code 3;
+- start_delay_s: seconds before it listens (a model still loading: /health refuses meanwhile);
+- ignore_sigterm: when present, SIGTERM is ignored, so only SIGKILL stops it;
+- decode_tps: the simulated decode speed (default: never sleeps).
+SIGTERM otherwise stops it cleanly with exit code 0, as vLLM does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from hostkit.sim_engine import SimTiming, start_sim_engine
+
+
+def _take_crash(state: Path) -> bool:
+    crash = state / "crash_starts"
+    left = int(crash.read_text()) if crash.exists() else 0
+    if left > 0:
+        crash.write_text(str(left - 1))
+    return left > 0
+
+
+async def _serve(args: argparse.Namespace, state: Path) -> int:
+    delay = state / "start_delay_s"
+    if delay.exists():
+        await asyncio.sleep(float(delay.read_text()))
+    tps = state / "decode_tps"
+    timing = SimTiming(decode_tps=float(tps.read_text()), ttft_base_s=0) if tps.exists() else SimTiming(speed=0)
+    engine = await start_sim_engine([args.served_model_name], host=args.host, port=args.port, timing=timing)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if (state / "ignore_sigterm").exists():
+        loop.add_signal_handler(signal.SIGTERM, lambda: None)
+    else:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print(f"fake vllm: serving {args.served_model_name} on {args.host}:{args.port}", flush=True)
+    await stop.wait()
+    await engine.stop()
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="vllm")
+    p.add_argument("command", choices=["serve"])
+    p.add_argument("checkpoint")
+    p.add_argument("--served-model-name", required=True)
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, required=True)
+    args, _rest = p.parse_known_args()
+    state = Path(os.environ["FAKE_VLLM_DIR"])
+    with open(state / "launches.jsonl", "a") as out:
+        env = {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "HF_HUB_CACHE") if k in os.environ}
+        out.write(json.dumps({"argv": sys.argv[1:], "pid": os.getpid(), "env": env}) + "\n")
+    if _take_crash(state):
+        print("fake vllm: crashing at start as asked", file=sys.stderr, flush=True)
+        return 3
+    return asyncio.run(_serve(args, state))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
