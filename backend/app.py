@@ -22,6 +22,10 @@ from backend.fleet.models import ModelBook
 from backend.fleet.registry import Fleet
 from backend.ledger.db import make_engine, migrate
 from backend.ledger.service import Ledger
+from backend.metrics.gpu_cost import GpuCostMeter
+from backend.metrics.live import LiveMetrics
+from backend.metrics.report import MetricsReport
+from backend.metrics.restore import restore
 from backend.pricing.quote import Pricer
 from backend.routing.limits import RateLimiter
 from backend.routing.proxy import Proxy
@@ -43,6 +47,7 @@ class Services:
     pricer: Pricer
     proxy: Proxy
     admin_token: str
+    metrics: MetricsReport
     started_us: int = 0
     simulated: bool = False  # set by `serve --local`
 
@@ -50,7 +55,7 @@ class Services:
     async def start(cls, settings: Settings, catalogue: Catalogue | None = None) -> Services:
         engine = make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
         await migrate(engine)
-        catalogue = catalogue or load_catalogue()
+        catalogue = catalogue or load_catalogue(settings.catalogue_dir)
         events = EventLog()
         ledger = Ledger(engine, synchronous=settings.sqlite_synchronous, max_batch=settings.ledger_max_batch,
                         default_hold_ttl_us=settings.hold_ttl_s * 1_000_000)
@@ -63,18 +68,24 @@ class Services:
         models = ModelBook(engine, catalogue, events)
         await models.load()
         pricer = Pricer()
+        live = LiveMetrics()
+        replayed = await restore(engine, live, now_us())
+        log.info("replayed %d usage events of the last hour into the live metrics", replayed)
+        meter = GpuCostMeter(engine, fleet)
+        meter.start()
         proxy = Proxy(ledger=ledger, clients=clients, fleet=fleet, models=models, pricer=pricer, events=events,
                       limiter=RateLimiter(settings.key_rate_limit_rps, settings.key_rate_limit_burst),
                       max_body_bytes=settings.max_body_bytes,
                       connect_timeout_s=settings.upstream_connect_timeout_s,
-                      read_timeout_s=settings.upstream_read_timeout_s)
+                      read_timeout_s=settings.upstream_read_timeout_s, metrics=live)
         await proxy.start()
         events.add("backend.started", "tokenmill", f"tokenmill {__version__} serving")
         return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
-                   settings.ensure_admin_token(), now_us())
+                   settings.ensure_admin_token(), MetricsReport(live, meter, fleet, engine), now_us())
 
     async def close(self) -> None:
         await self.proxy.close()
+        await self.metrics.meter.close()
         await self.fleet.close()
         await self.ledger.close()
         await self.engine.dispose()

@@ -34,9 +34,10 @@ def cmd_info(s, _args: argparse.Namespace) -> int:
         ("admin token", token_state),
     ]
     try:
-        cat = load_catalogue()
-        rows.append(("catalogue", f"{shipped_dir()} ({len(cat.models)} models, {len(cat.gpus)} GPUs, "
-                                  f"{len(cat.offers)} offers)"))
+        cat = load_catalogue(s.catalogue_dir)
+        where = s.catalogue_dir or shipped_dir()
+        counts = f"{len(cat.models)} models, {len(cat.gpus)} GPUs, {len(cat.offers)} offers"
+        rows.append(("catalogue", f"{where} ({counts})"))
     except CatalogueError as exc:
         rows.append(("catalogue", f"INVALID: {exc}"))
     width = max(len(k) for k, _ in rows)

@@ -5,9 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+# Set only by set_fixed_clock(): deterministic data (screenshots of the console, demos) needs every
+# timestamp the backend writes to be known in advance.
+_fixed: int | None = None
+
 
 def now_us() -> int:
-    return time.time_ns() // 1_000
+    return time.time_ns() // 1_000 if _fixed is None else _fixed
+
+
+def set_fixed_clock(us: int | None) -> None:
+    """Make now_us() return `us` until called again; None goes back to the real clock."""
+    global _fixed
+    _fixed = us
 
 
 def from_us(us: int) -> dt.datetime:

@@ -67,12 +67,27 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = Field(default=3.0, gt=0)
     upstream_read_timeout_s: float = Field(default=120.0, gt=0, description="Longest silence from an engine.")
     heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    catalogue_dir: Path | None = Field(
+        default=None, description="Directory with models.toml and gpus.toml; empty = the shipped catalogues."
+    )
     local_hosts: int = Field(default=3, ge=1, le=32, description="Simulated hosts of `serve --local`.")
     local_traffic_rps: float = Field(default=4.0, ge=0, description="Synthetic client requests/s of `--local`.")
+    # GPU cloud providers (backend/fleet/providers). A provider without a key cannot be used;
+    # the URLs are overridden only by tests, which point them at servers on loopback.
+    runpod_api_key: SecretStr | None = Field(default=None, description="RunPod API key (rents GPU pods).")
+    vast_api_key: SecretStr | None = Field(default=None, description="Vast.ai API key (rents GPU instances).")
+    lambda_api_key: SecretStr | None = Field(default=None, description="Lambda Cloud API key (rents GPU instances).")
+    runpod_api_url: str = "https://rest.runpod.io/v1"
+    runpod_graphql_url: str = "https://api.runpod.io/graphql"
+    vast_api_url: str = "https://console.vast.ai/api/v0"
+    lambda_api_url: str = "https://cloud.lambdalabs.com/api/v1"
+    ssh_public_key_path: Path | None = Field(
+        default=None, description="Public key installed on rented hosts; empty = ~/.ssh/id_ed25519.pub."
+    )
 
     config_file: Path | None = Field(default=None, exclude=True)
 
-    @field_validator("data_dir", "log_file", mode="after")
+    @field_validator("data_dir", "log_file", "catalogue_dir", mode="after")
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser().resolve() if v is not None else None

@@ -15,7 +15,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, Footer
+from textual.widgets import ContentSwitcher, Footer, Input
 
 from console.client import AdminError, BackendUnavailable
 from console.views import VIEWS, View
@@ -32,8 +32,10 @@ class TokenmillApp(App[None]):
     AUTO_FOCUS = None  # the view on screen decides (a hidden view's table must not keep focus)
     ENABLE_COMMAND_PALETTE = False  # `:` is the command line here, as in k9s
     BINDINGS = [
-        Binding("colon", "command", "View", key_display=":"),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        # Priority: handled as the key arrives, so ":fleet⏎" typed or pasted in one go reaches the
+        # command line whole (a normal binding runs only after the keys queued behind it).
+        Binding("colon", "command", "View", key_display=":", priority=True),
+        Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("escape", "back", "Back", show=False),
         Binding("question_mark", "help", "Keys", key_display="?"),
         Binding("q", "quit", "Quit"),
@@ -128,6 +130,12 @@ class TokenmillApp(App[None]):
                 self._timer = self.set_timer(self.refresh_s, self.request_refresh)
 
     # ------------------------------------------------------------------ keys
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("command", "filter"):
+            # Not over a dialog, and not while typing: there ':' and '/' are just characters.
+            return self.screen is self.screen_stack[0] and not isinstance(self.focused, Input)
+        return True
+
     def action_command(self) -> None:
         self.command_line.open(":")
 

@@ -8,7 +8,18 @@ from typing import Any
 import httpx
 import msgspec
 
-from backend.api.admin_wire import ClientOut, CreditOut, EventOut, HostOut, KeyIssued, KeyOut, ModelOut, UsageOut
+from backend.api.admin_wire import (
+    ClientOut,
+    CreditOut,
+    EventOut,
+    HostOut,
+    KeyIssued,
+    KeyOut,
+    MetricsOut,
+    ModelMetricsOut,
+    ModelOut,
+    UsageOut,
+)
 
 
 class BackendUnavailable(Exception):
@@ -99,6 +110,13 @@ class AdminClient:
         if until_us is not None:
             params["until_us"] = until_us
         return await self._call("GET", "/usage", list[UsageOut], params=params)
+
+    async def metrics(self, rate_window_s: int = 600) -> MetricsOut:
+        return await self._call("GET", "/metrics", MetricsOut, params={"rate_window_s": rate_window_s})
+
+    async def model_metrics(self, model_id: str, rate_window_s: int = 600) -> ModelMetricsOut:
+        return await self._call("GET", f"/models/{model_id}/metrics", ModelMetricsOut,
+                                params={"rate_window_s": rate_window_s})
 
     async def events(self, after: int = 0) -> list[EventOut]:
         return await self._call("GET", "/events", list[EventOut], params={"after": after})

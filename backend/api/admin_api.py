@@ -23,6 +23,8 @@ from backend.api.admin_wire import (
     IssueKey,
     KeyIssued,
     KeyOut,
+    MetricsOut,
+    ModelMetricsOut,
     ModelOut,
     ReplicaOut,
     StatusOut,
@@ -64,7 +66,7 @@ def _key_out(k: KeyInfo) -> KeyOut:
 def _host_out(s, h: HostState) -> HostOut:
     heard = time.monotonic() - h.last_seen if h.registered else None
     return HostOut(h.id, h.name, h.provider, s.fleet.status(h), sorted(h.replicas), h.in_flight, h.outstanding,
-                   h.gpu_type, h.gpus, h.cost_per_hour, h.payout_share_bps, heard, h.agent_version)
+                   h.gpu_type, h.gpus, h.cost_per_hour, h.payout_share_bps, heard, h.agent_version, h.last_heard_us)
 
 
 def _model_out(s, model_id: str) -> ModelOut:
@@ -72,7 +74,8 @@ def _model_out(s, model_id: str) -> ModelOut:
     q = s.pricer.quote(m)
     now = time.monotonic()
     reps = [ReplicaOut(r.host.id, r.host.name, s.fleet.status(r.host), r.url, r.ready, r.outstanding,
-                       r.ejected_until > now) for r in s.fleet.replicas(m.id)]
+                       r.ejected_until > now, r.check.passed if r.check else None, r.check.summary if r.check else "")
+            for r in s.fleet.replicas(m.id)]
     return ModelOut(m.id, m.name, s.models.enabled(m.id), m.context_length, q.prompt_per_mtok,
                     q.completion_per_mtok, format_usd(q.prompt_per_mtok), format_usd(q.completion_per_mtok), reps)
 
@@ -82,6 +85,13 @@ def _usd(text: str, what: str) -> int:
         return parse_usd(text, what=what)
     except MoneyError as exc:
         raise ApiError(400, str(exc), code="invalid_value", param=what) from None
+
+
+def _rate_window(seconds: int) -> int:
+    if not 60 <= seconds <= 3600:
+        raise ApiError(400, f"rate_window_s: must be 60..3600 seconds, got {seconds}", code="invalid_value",
+                       param="rate_window_s")
+    return seconds
 
 
 def _client(s, client_id: str) -> ClientInfo:
@@ -185,6 +195,15 @@ class AdminController(Controller):
             raise ApiError(404, str(exc).strip("'\""), code="model_not_found") from None
         return _model_out(s, model_id)
 
+    @get("/models/{model_id:str}/metrics")
+    async def model_metrics(self, request: Request, model_id: FromPath[str],
+                            rate_window_s: FromQuery[int] = 600) -> ModelMetricsOut:
+        """One model's rates over the last rate_window_s seconds and its last hour per minute."""
+        s = _services(request)
+        if model_id not in {m.id for m in s.models.catalogue.models}:
+            raise ApiError(404, f"no model {model_id!r} in the catalogue", code="model_not_found")
+        return await s.metrics.model(model_id, now_us(), _rate_window(rate_window_s))
+
     # ------------------------------------------------------------ hosts
     @get("/hosts")
     async def list_hosts(self, request: Request) -> list[HostOut]:
@@ -238,6 +257,14 @@ class AdminController(Controller):
             raise ApiError(400, str(exc), code="invalid_value", param=str(exc).split(":")[0]) from None
         return [UsageOut(r.group, r.requests, r.failed, r.prompt_tokens, r.completion_tokens, r.charged,
                          r.host_share) for r in rows]
+
+    @get("/metrics")
+    async def metrics(self, request: Request, rate_window_s: FromQuery[int] = 600) -> MetricsOut:
+        """The last hour and today (UTC): money, traffic, latency; the last hour per minute; and
+        each catalogue model's rates over the last rate_window_s seconds (default 10 minutes)."""
+        s = _services(request)
+        return await s.metrics.overview(now_us(), [m.id for m in s.models.catalogue.models],
+                                        _rate_window(rate_window_s))
 
     @get("/events")
     async def events(self, request: Request, after: FromQuery[int] = 0, limit: FromQuery[int] = 500) -> list[EventOut]:

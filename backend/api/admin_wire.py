@@ -67,6 +67,9 @@ class ReplicaOut(msgspec.Struct):
     ready: bool
     outstanding: int
     ejected: bool
+    # The host's hardware check for this model: None until it reports one; no traffic unless passed.
+    check_passed: bool | None = None
+    check_summary: str = ""
 
 
 class ModelOut(msgspec.Struct):
@@ -103,6 +106,7 @@ class HostOut(msgspec.Struct):
     payout_share_bps: int
     seconds_since_heard: float | None
     agent_version: str
+    last_heard_us: int | None = None  # UTC µs of the last register / heartbeat
 
 
 class HostEnrolled(msgspec.Struct):
@@ -135,3 +139,74 @@ class StatusOut(msgspec.Struct):
     started_us: int
     hosts_up: int
     hosts: int
+
+
+class WindowOut(msgspec.Struct):
+    """Totals over one window. Latency is from request start to its last byte, TTFT to its first
+    (successful requests only); None when nothing was served."""
+
+    since_us: int
+    until_us: int
+    requests: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    revenue_nano: int
+    payouts_nano: int
+    gpu_cost_nano: int
+    profit_nano: int
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p99_ms: float | None = None
+
+
+class SeriesOut(msgspec.Struct):
+    """One value per minute, oldest first: the 60 whole minutes before now, then the minute in
+    progress (61 values)."""
+
+    start_us: int
+    minute_s: int
+    requests: list[int]
+    failed: list[int]
+    tokens: list[int]
+    revenue_nano: list[int]
+    payouts_nano: list[int]
+    gpu_cost_nano: list[int]
+    profit_nano: list[int]
+    latency_p50_ms: list[float | None]
+    ttft_p50_ms: list[float | None]
+
+
+class ModelRatesOut(msgspec.Struct):
+    """A model's demand and money as rates over the last `window_s` seconds. GPU cost per hour
+    is what its hosts cost now, each host's rate split evenly among the models it serves.
+    Utilization is the mean KV-cache use its engines report (0..1), None when none report it."""
+
+    model: str
+    window_s: int
+    requests_per_s: float
+    tokens_per_s: float
+    in_flight: int
+    utilization: float | None
+    revenue_per_h_nano: int
+    payouts_per_h_nano: int
+    gpu_cost_per_h_nano: int
+    profit_per_h_nano: int
+    margin_bps: int | None  # profit / revenue in basis points; None without revenue
+    latency_p50_ms: float | None
+    ttft_p50_ms: float | None
+
+
+class MetricsOut(msgspec.Struct):
+    now_us: int
+    hour: WindowOut
+    today: WindowOut  # since 00:00 UTC; money and counts from the ledger, latencies not kept a day
+    series: SeriesOut  # the last hour, per minute (see SeriesOut)
+    gpu_cost_per_h_nano: int  # what the connected hosts cost per hour now
+    models: list[ModelRatesOut]
+
+
+class ModelMetricsOut(msgspec.Struct):
+    rates: ModelRatesOut
+    series: SeriesOut  # the last hour, per minute, this model only

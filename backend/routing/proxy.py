@@ -25,6 +25,7 @@ from backend.fleet.registry import Fleet, Replica
 from backend.ledger import chart
 from backend.ledger.errors import InsufficientFunds, LedgerError
 from backend.ledger.service import Ledger, Usage
+from backend.metrics.live import LiveMetrics
 from backend.money import format_usd
 from backend.pricing.quote import Pricer, Quote
 from backend.routing.limits import RateLimiter
@@ -74,8 +75,9 @@ class Call:
 class Proxy:
     def __init__(self, *, ledger: Ledger, clients: ClientDirectory, fleet: Fleet, models: ModelBook,
                  pricer: Pricer, events: EventLog, limiter: RateLimiter, max_body_bytes: int,
-                 connect_timeout_s: float, read_timeout_s: float) -> None:
+                 connect_timeout_s: float, read_timeout_s: float, metrics: LiveMetrics | None = None) -> None:
         self.ledger, self.clients, self.fleet, self.models = ledger, clients, fleet, models
+        self.metrics = metrics or LiveMetrics()
         self.pricer, self.events, self.limiter = pricer, events, limiter
         self.max_body_bytes = max_body_bytes
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
@@ -329,6 +331,9 @@ class Proxy:
         try:
             _, fut = self.ledger.settle_nowait(call.request_id, charged=charged, usage=record, host_share=share,
                                                host_account=host.payable_account if share else None)
+            self.metrics.record(model=call.model, status=status, prompt_tokens=prompt, completion_tokens=completion,
+                                charged=charged, host_share=share, started_us=call.started_us,
+                                first_byte_us=call.first_byte_us, finished_us=record.finished_us)
         except LedgerError as exc:
             self.events.add("ledger.error", call.request_id, f"settlement failed: {exc}", "error")
             fut = asyncio.get_running_loop().create_future()

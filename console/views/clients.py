@@ -33,7 +33,7 @@ def _date(us: int | None) -> str:
 
 class ClientsView(TableView):
     view_name = "clients"
-    columns = ("client", "name", "balance", "available", "keys")
+    columns = ("client", "name", "balance", "available", "spent today", "requests today", "keys")
     DEFAULT_CSS = """
     ClientsView #table { height: 2fr; }
     ClientsView #keys { height: 1fr; }
@@ -57,9 +57,15 @@ class ClientsView(TableView):
 
     async def refresh_data(self) -> None:
         clients = await self.tm.api.clients()
+        today = {u.group: u for u in await self.tm.api.usage("client", self.tm.start_of_day_us(), None)}
         self.names = {c.id: c.name for c in clients}
-        self.set_rows([(c.id, (c.id, c.name, usd(c.balance_nano), usd(c.available_nano), f"{c.active_keys}/{c.keys}"))
-                       for c in sorted(clients, key=lambda c: c.name)])
+        rows = []
+        for c in sorted(clients, key=lambda c: c.name):
+            u = today.get(c.id)
+            rows.append((c.id, (c.id, c.name, usd(c.balance_nano), usd(c.available_nano),
+                                usd(u.charged_nano if u else 0, 4), f"{u.requests if u else 0:,}",
+                                f"{c.active_keys}/{c.keys}")))
+        self.set_rows(rows)
         await self._load_keys()
 
     async def _load_keys(self) -> None:

@@ -1,4 +1,6 @@
-"""Fleet: one row per host; `d` drain, `r` resume, `x` remove (each confirmed)."""
+"""Fleet: one row per host with its GPUs' utilisation, memory, temperature and power (N/A where
+the host does not report them), its cost and what it brought in today; `d` drain, `r` resume,
+`x` remove (each confirmed). Enter: the host's detail and every GPU, live; Esc: back."""
 
 from __future__ import annotations
 
@@ -6,12 +8,12 @@ from rich.table import Table
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
 
-from backend.api.admin_wire import HostOut
+from backend.api.admin_wire import HostOut, UsageOut
 from console.money import usd
 from console.views.base import TableView
-from console.widgets.detail import DetailScreen
 
 _QUESTIONS = {
     "drain": "Drain host {name}? It finishes its requests and takes no new ones.",
@@ -39,19 +41,60 @@ def gpu_table(host: HostOut) -> Table:
     return table
 
 
-def gpu_bar(host: HostOut, width: int = 8) -> str:
-    """Mean GPU utilisation as a bar of text (readable without colour), `N/A` when not reported."""
-    utils = [g.utilization_pct for g in host.gpus if g.utilization_pct is not None]
-    if not utils:
-        return "N/A"
-    pct = sum(utils) // len(utils)
+def models_cell(models: list[str], width: int = 18) -> str:
+    """The models a host serves, cut to fit a column; the detail (Enter) lists them all."""
+    text = ", ".join(models) or "-"
+    if len(text) <= width:
+        return text
+    more = f" +{len(models) - 1}" if len(models) > 1 else ""
+    return models[0][: width - len(more) - 1] + "…" + more
+
+
+def _bar(pct: int, width: int) -> str:
     filled = (pct * width + 50) // 100
-    return f"{len(host.gpus)}x " + "█" * filled + "░" * (width - filled) + f" {pct:>3}%"
+    return "█" * filled + "░" * (width - filled)
+
+
+def _mean(values: list) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def gpu_bar(host: HostOut, width: int = 3) -> str:
+    """Mean GPU utilisation as a bar of text (readable without colour), `N/A` when not reported."""
+    pct = _mean([g.utilization_pct for g in host.gpus])
+    if pct is None:
+        return "N/A"
+    return f"{len(host.gpus)}x {_bar(int(pct), width)} {int(pct):>3}%"
+
+
+def mem_bar(host: HostOut, width: int = 3) -> str:
+    used = [g.memory_used_mib for g in host.gpus]
+    total = [g.memory_total_mib for g in host.gpus]
+    if not host.gpus or None in used or None in total or not sum(total):
+        return "N/A"
+    pct = 100 * sum(used) // sum(total)
+    return f"{_bar(pct, width)} {pct:>3}%"
+
+
+def temp(host: HostOut) -> str:
+    hottest = [g.temperature_c for g in host.gpus if g.temperature_c is not None]
+    return f"{max(hottest)}°C" if hottest else "N/A"
+
+
+def power(host: HostOut) -> str:
+    draw = [g.power_draw_w for g in host.gpus]
+    if not host.gpus or None in draw:
+        return "N/A"
+    limit = [g.power_limit_w for g in host.gpus]
+    total = f"{sum(draw):.0f}"
+    return f"{total}/{sum(limit):.0f}W" if None not in limit else f"{total}W"
 
 
 class FleetView(TableView):
     view_name = "fleet"
-    columns = ("host", "provider", "status", "models", "in-flight", "GPU", "$/h")
+    columns = ("host", "provider", "status", "models", "in-fl", "GPU util", "memory", "temp", "power", "$/h",
+               "earned today")
     BINDINGS = [Binding("d", "host('drain')", "Drain"), Binding("r", "host('resume')", "Resume"),
                 Binding("x", "host('remove')", "Remove")]
 
@@ -62,23 +105,45 @@ class FleetView(TableView):
 
     def compose(self) -> ComposeResult:
         yield self.make_table()
+        with VerticalScroll(id="detail", classes="detail"):
+            yield Static("", id="detail-title", markup=False)
+            yield Static("", id="detail-gpus")
 
-    async def refresh_data(self) -> None:
+    async def _earned_today(self) -> dict[str | None, UsageOut]:
+        return {u.group: u for u in await self.tm.api.usage("host", self.tm.start_of_day_us(), None)}
+
+    async def refresh_table(self) -> None:
         hosts = await self.tm.api.hosts()
+        earned = await self._earned_today()
         self.names = {h.id: h.name for h in hosts}
         self.hosts = {h.id: h for h in hosts}
-        self.set_rows([(h.id, (h.name, h.provider, h.status, ", ".join(h.models) or "-", h.in_flight, gpu_bar(h),
-                               usd(h.cost_per_hour_nano)))
+        self.set_rows([(h.id, (h.name, h.provider, h.status, models_cell(h.models), h.in_flight, gpu_bar(h),
+                               mem_bar(h), temp(h), power(h), usd(h.cost_per_hour_nano),
+                               usd(earned[h.id].charged_nano, 4) if h.id in earned else usd(0, 4)))
                        for h in sorted(hosts, key=lambda h: h.name)])
+
+    async def refresh_detail(self, key: str) -> None:
+        host = next((h for h in await self.tm.api.hosts() if h.id == key), None)
+        if host is None:
+            self.query_one("#detail-title", Static).update(f"{key}: no such host any more (Esc: back)")
+            return
+        self.hosts[host.id] = host
+        u = (await self._earned_today()).get(host.id) or UsageOut(host.id, 0, 0, 0, 0, 0, 0)
+        heard = "never" if host.last_heard_us is None else f"{(self.tm.now_us() - host.last_heard_us) / 1e6:.0f}s ago"
+        share = f"{host.payout_share_bps / 100:g}% of each request" if host.payout_share_bps else "none"
+        self.query_one("#detail-title", Static).update(
+            f"{host.name} ({host.id})  {host.provider}  {host.status}  GPU type {host.gpu_type or 'N/A'}  "
+            f"agent {host.agent_version or '?'}  heard {heard}  (Esc: back)\n"
+            f"models: {', '.join(host.models) or '-'}   in flight {host.in_flight}   "
+            f"cost {usd(host.cost_per_hour_nano)}/h   payout share {share}\n"
+            f"today: {u.requests:,} requests, {u.failed:,} failed, brought in {usd(u.charged_nano, 4)}, "
+            f"owed to the host {usd(u.host_share_nano, 4)}")
+        self.query_one("#detail-gpus", Static).update(gpu_table(host))
 
     @on(DataTable.RowSelected)
     def _drill_down(self, event: DataTable.RowSelected) -> None:
-        host = self.hosts.get(event.row_key.value)
-        if host is not None:
-            heard = "never" if host.seconds_since_heard is None else f"{host.seconds_since_heard:.1f}s ago"
-            title = (f"{host.name} ({host.id})  {host.provider}  {host.status}  GPU type {host.gpu_type or 'N/A'}  "
-                     f"agent {host.agent_version or '?'}  heard {heard}")
-            self.app.push_screen(DetailScreen(title, gpu_table(host)))
+        if event.row_key.value in self.hosts:
+            self.drill(event.row_key.value)
 
     @work(group="action", exclusive=True)
     async def action_host(self, action: str) -> None:

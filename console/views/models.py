@@ -1,4 +1,8 @@
-"""Models: price, replicas up, today's requests and revenue; `t` toggles enabled (confirmed)."""
+"""Models: availability, replicas, price, demand, utilisation and money per hour; `t` toggles
+availability (confirmed). Enter: the model's replicas and its last hour, live; Esc: back.
+
+Rates are over the last 10 minutes. GPU cost per hour is what the model's hosts cost now, each
+host's rate split evenly among the models it serves; utilisation is the engines' KV-cache use."""
 
 from __future__ import annotations
 
@@ -6,62 +10,109 @@ from rich.table import Table
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
 
-from backend.api.admin_wire import ModelOut
+from backend.api.admin_wire import ModelOut, ModelRatesOut
+from console.figures import NA, margin, ms, per_hour, rate, share
 from console.money import usd
 from console.views.base import TableView
-from console.widgets.detail import DetailScreen
+from console.widgets.spark_row import SparkRow
+
+
+def _up(m: ModelOut) -> int:
+    """Replicas that can take a request now: ready, not ejected, on an active host, checked."""
+    return sum(1 for r in m.replicas if r.ready and not r.ejected and r.host_status == "active" and r.check_passed)
+
+
+def _check(passed: bool | None) -> str:
+    return "not yet" if passed is None else ("passed" if passed else "FAILED")
+
+
+def replicas_table(m: ModelOut) -> Table:
+    table = Table(box=None, padding=(0, 2), header_style="bold")
+    for col in ("host", "status", "ready", "ejected", "in-flight", "check", "engine URL"):
+        table.add_column(col)
+    for r in m.replicas:
+        table.add_row(r.host_name, r.host_status, "yes" if r.ready else "no", "yes" if r.ejected else "no",
+                      str(r.outstanding), _check(r.check_passed), r.url)
+    if not m.replicas:
+        table.add_row("-", "no host serves this model", "", "", "", "", "")
+    return table
+
+
+def rates_line(r: ModelRatesOut) -> str:
+    return (f"last {r.window_s // 60} min: {rate(r.requests_per_s)} req/s, {rate(r.tokens_per_s)} tok/s, "
+            f"latency p50 {ms(r.latency_p50_ms)}, TTFT p50 {ms(r.ttft_p50_ms)}, utilisation {share(r.utilization)}\n"
+            f"per hour: revenue {per_hour(r.revenue_per_h_nano)}, host payouts {per_hour(r.payouts_per_h_nano)}, "
+            f"GPU cost {per_hour(r.gpu_cost_per_h_nano)}, profit {per_hour(r.profit_per_h_nano)}, "
+            f"margin {margin(r.margin_bps)}")
 
 
 class ModelsView(TableView):
     view_name = "models"
-    columns = ("model", "enabled", "replicas", "prompt/1M", "compl./1M", "req today", "revenue today")
+    columns = ("model", "on", "reps", "prompt/1M", "compl/1M", "req/s", "tok/s", "util", "rev/h", "GPU/h",
+               "profit/h", "margin")
     BINDINGS = [Binding("t", "toggle", "Enable/disable")]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.enabled: dict[str, bool] = {}
         self.models: dict[str, ModelOut] = {}
 
     def compose(self) -> ComposeResult:
         yield self.make_table()
+        with VerticalScroll(id="detail", classes="detail"):
+            yield Static("", id="detail-title", markup=False)
+            yield Static("", id="detail-rates", markup=False)
+            yield SparkRow("requests", lambda v: f"{v:,.0f}/min", id="detail-requests")
+            yield SparkRow("profit", lambda v: usd(int(v), 4), id="detail-profit")
+            yield SparkRow("latency p50", lambda v: ms(v), id="detail-latency")
+            yield Static("", id="detail-replicas")
 
-    async def refresh_data(self) -> None:
+    async def refresh_table(self) -> None:
         models = await self.tm.api.models()
-        usage = {u.group: u for u in await self.tm.api.usage("model", self.tm.start_of_day_us(), None)}
-        self.enabled = {m.id: m.enabled for m in models}
+        rates = {r.model: r for r in (await self.tm.api.metrics()).models}
         self.models = {m.id: m for m in models}
         rows = []
         for m in sorted(models, key=lambda m: m.id):
-            up = sum(1 for r in m.replicas if r.ready and not r.ejected and r.host_status == "active")
-            u = usage.get(m.id)
-            rows.append((m.id, (m.id, "yes" if m.enabled else "NO", f"{up}/{len(m.replicas)}",
+            r = rates.get(m.id)
+            money = (per_hour(r.revenue_per_h_nano), per_hour(r.gpu_cost_per_h_nano),
+                     per_hour(r.profit_per_h_nano), margin(r.margin_bps)) if r else (NA,) * 4
+            rows.append((m.id, (m.id, "yes" if m.enabled else "NO", f"{_up(m)}/{len(m.replicas)}",
                                 usd(m.price_prompt_per_mtok_nano, 3), usd(m.price_completion_per_mtok_nano, 3),
-                                u.requests if u else 0, usd(u.charged_nano if u else 0))))
+                                rate(r.requests_per_s) if r else NA, rate(r.tokens_per_s) if r else NA,
+                                share(r.utilization) if r else NA, *money)))
         self.set_rows(rows)
+
+    async def refresh_detail(self, key: str) -> None:
+        api = self.tm.api
+        m = next((m for m in await api.models() if m.id == key), None)
+        if m is None:
+            self.query_one("#detail-title", Static).update(f"{key}: not in the catalogue any more (Esc: back)")
+            return
+        self.models[m.id] = m
+        detail = await api.model_metrics(key)
+        state = "enabled" if m.enabled else "DISABLED"
+        self.query_one("#detail-title", Static).update(
+            f"{m.name} ({m.id})  {state}  context {m.context_length:,}  {usd(m.price_prompt_per_mtok_nano, 3)} / "
+            f"{usd(m.price_completion_per_mtok_nano, 3)} per 1M prompt / completion  (Esc: back)")
+        self.query_one("#detail-rates", Static).update(rates_line(detail.rates))
+        self.query_one("#detail-requests", SparkRow).show(detail.series.requests)
+        self.query_one("#detail-profit", SparkRow).show(detail.series.profit_nano)
+        self.query_one("#detail-latency", SparkRow).show(detail.series.latency_p50_ms)
+        self.query_one("#detail-replicas", Static).update(replicas_table(m))
 
     @on(DataTable.RowSelected)
     def _drill_down(self, event: DataTable.RowSelected) -> None:
-        model = self.models.get(event.row_key.value)
-        if model is None:
-            return
-        table = Table(box=None, padding=(0, 2), header_style="bold")
-        for col in ("host", "status", "ready", "ejected", "outstanding", "url"):
-            table.add_column(col)
-        for r in model.replicas:
-            table.add_row(r.host_name, r.host_status, "yes" if r.ready else "no", "yes" if r.ejected else "no",
-                          str(r.outstanding), r.url)
-        if not model.replicas:
-            table.add_row("-", "no replica serves this model", "", "", "", "")
-        self.app.push_screen(DetailScreen(f"{model.name} ({model.id}), context {model.context_length:,}", table))
+        if event.row_key.value in self.models:
+            self.drill(event.row_key.value)
 
     @work(group="action", exclusive=True)
     async def action_toggle(self) -> None:
         model = self.selected_key()
-        if model is None:
+        if model is None or model not in self.models:
             return
-        enable = not self.enabled.get(model, True)
+        enable = not self.models[model].enabled
         verb = "enable" if enable else "disable"
         consequence = "" if enable else "\nClients asking for it get 404 until it is enabled again."
         await self.mutate(f"{verb} model", f"{verb.capitalize()} model {model}?{consequence}",

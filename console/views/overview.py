@@ -1,84 +1,84 @@
-"""Overview: money for the last hour and today, throughput, and what is up."""
+"""Overview: money for the last hour and today, traffic and latency, the last hour per minute as
+sparklines, and what is up."""
 
 from __future__ import annotations
 
 from rich.table import Table
 from textual.app import ComposeResult
+from textual.containers import Horizontal
 from textual.widgets import Static
 
-from backend.api.admin_wire import UsageOut
+from backend.api.admin_wire import MetricsOut, WindowOut
+from console.figures import ms, pct, rate
 from console.money import usd
 from console.views.base import View
+from console.widgets.spark_row import SparkRow
 
-HOUR_US = 3_600_000_000
+
+def money_table(m: MetricsOut) -> Table:
+    t = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
+    t.add_column("")
+    t.add_column("last hour", justify="right")
+    t.add_column("today (UTC)", justify="right")
+    for label, field in (("revenue", "revenue_nano"), ("host payouts", "payouts_nano"),
+                         ("GPU cost", "gpu_cost_nano"), ("profit", "profit_nano")):
+        t.add_row(label, usd(getattr(m.hour, field), 4), usd(getattr(m.today, field), 4))
+    t.add_row("requests", f"{m.hour.requests:,}", f"{m.today.requests:,}")
+    return t
 
 
-class _Window:
-    """Totals of the per-model usage rows over one time window."""
-
-    def __init__(self, rows: list[UsageOut], seconds: int, gpu_cost_nano: int) -> None:
-        self.requests = sum(r.requests for r in rows)
-        self.failed = sum(r.failed for r in rows)
-        self.tokens = sum(r.prompt_tokens + r.completion_tokens for r in rows)
-        self.revenue = sum(r.charged_nano for r in rows)
-        self.payouts = sum(r.host_share_nano for r in rows)
-        self.gpu_cost = gpu_cost_nano
-        self.seconds = max(seconds, 1)
-
-    @property
-    def profit(self) -> int:
-        return self.revenue - self.payouts - self.gpu_cost
-
-    def per_s(self, n: int) -> str:
-        return f"{n / self.seconds:.2f}"
-
-    @property
-    def error_rate(self) -> str:
-        return f"{100 * self.failed / self.requests:.1f}%" if self.requests else "0.0%"
+def traffic_table(w: WindowOut) -> Table:
+    seconds = max((w.until_us - w.since_us) / 1_000_000, 1)
+    t = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
+    t.add_column("")
+    t.add_column("last hour", justify="right")
+    t.add_row("requests/s", rate(w.requests / seconds))
+    t.add_row("tokens/s", rate((w.prompt_tokens + w.completion_tokens) / seconds))
+    t.add_row("error rate", pct(w.failed, w.requests))
+    t.add_row("latency p50/p99", f"{ms(w.latency_p50_ms)} / {ms(w.latency_p99_ms)}")
+    t.add_row("TTFT p50/p99", f"{ms(w.ttft_p50_ms)} / {ms(w.ttft_p99_ms)}")
+    return t
 
 
 class OverviewView(View):
     view_name = "overview"
     DEFAULT_CSS = """
     OverviewView { padding: 0 1; }
-    OverviewView #money { height: auto; }
+    OverviewView #tables { height: auto; }
+    OverviewView #money { width: auto; margin-right: 3; }
+    OverviewView #traffic { width: auto; }
+    OverviewView #sparks-title { margin-top: 1; text-style: bold; }
     OverviewView #fleet { height: auto; margin-top: 1; }
     """
 
     def compose(self) -> ComposeResult:
-        yield Static("loading…", id="money")
+        with Horizontal(id="tables"):
+            yield Static("loading…", id="money")
+            yield Static("", id="traffic")
+        yield Static("last hour, per minute", id="sparks-title")
+        yield SparkRow("requests", lambda v: f"{v:,.0f}/min", id="spark-requests")
+        yield SparkRow("profit", lambda v: usd(int(v), 4), id="spark-profit")
+        yield SparkRow("latency p50", lambda v: ms(v), id="spark-latency")
+        yield SparkRow("errors", lambda v: f"{v:,.0f}/min", id="spark-errors")
         yield Static("", id="fleet")
 
     async def refresh_data(self) -> None:
-        api, now = self.tm.api, self.tm.now_us()
-        day_start = self.tm.start_of_day_us()
-        hour = await api.usage("model", now - HOUR_US, now)
-        today = await api.usage("model", day_start, now)
+        api = self.tm.api
+        m = await api.metrics()
         hosts, models = await api.hosts(), await api.models()
-        # GPU cost is an estimate: what the hosts up now cost per hour, over the window.
-        cost_per_hour = sum(h.cost_per_hour_nano for h in hosts if h.status not in ("removed", "down"))
-        day_us = max(now - day_start, 1)
-        w_hour = _Window(hour, 3600, cost_per_hour)
-        w_today = _Window(today, day_us // 1_000_000, cost_per_hour * day_us // HOUR_US)
-
-        money = Table(box=None, padding=(0, 2), header_style="bold", expand=False)
-        money.add_column("")
-        money.add_column("last hour", justify="right")
-        money.add_column("today (UTC)", justify="right")
-        for label, attr in (("revenue", "revenue"), ("host payouts", "payouts"), ("GPU cost (est.)", "gpu_cost"),
-                            ("profit", "profit")):
-            money.add_row(label, usd(getattr(w_hour, attr), 4), usd(getattr(w_today, attr), 4))
-        money.add_row("", "", "")
-        money.add_row("requests", f"{w_hour.requests:,}", f"{w_today.requests:,}")
-        money.add_row("requests/s", w_hour.per_s(w_hour.requests), w_today.per_s(w_today.requests))
-        money.add_row("tokens/s", w_hour.per_s(w_hour.tokens), w_today.per_s(w_today.tokens))
-        money.add_row("error rate", w_hour.error_rate, w_today.error_rate)
-        self.query_one("#money", Static).update(money)
+        self.query_one("#money", Static).update(money_table(m))
+        self.query_one("#traffic", Static).update(traffic_table(m.hour))
+        s = m.series
+        self.query_one("#spark-requests", SparkRow).show(s.requests)
+        self.query_one("#spark-profit", SparkRow).show(s.profit_nano)
+        self.query_one("#spark-latency", SparkRow).show(s.latency_p50_ms)
+        self.query_one("#spark-errors", SparkRow).show(s.failed)
 
         live = [h for h in hosts if h.status != "removed"]
-        up = sum(1 for h in live if h.status == "active")
+        up = sum(1 for h in live if h.status in ("active", "draining", "drained"))
         enabled = sum(1 for m in models if m.enabled)
-        serving = sum(1 for m in models if m.enabled and any(r.ready and not r.ejected for r in m.replicas))
+        serving = sum(1 for m in models if m.enabled and any(r.ready and not r.ejected and r.check_passed
+                                                              for r in m.replicas))
         self.query_one("#fleet", Static).update(
             f"hosts up {up}/{len(live)}   models enabled {enabled}/{len(models)}, serving {serving}   "
-            f"GPU cost {usd(cost_per_hour)}/h")
+            f"GPU cost now {usd(m.gpu_cost_per_h_nano)}/h")

@@ -34,7 +34,9 @@ class CommandLine(Input):
         self.placeholder = "view: " + ", ".join(self.views) if mode == ":" else "filter rows (empty: all)"
         self.value = value
         self.add_class("-open")
-        self.focus()
+        # Focus now, not later (Widget.focus defers to the message queue): keys typed or pasted
+        # in one go (":fleet⏎") are already queued behind the ':' and must reach this input.
+        self.screen.set_focus(self)
 
     def resolve(self, text: str) -> str | None:
         text = text.strip().lower()

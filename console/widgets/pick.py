@@ -18,7 +18,7 @@ class PickScreen(ModalScreen[str | None]):
     PickScreen OptionList { height: auto; max-height: 12; }
     """
     AUTO_FOCUS = "Input, OptionList"  # the app sets AUTO_FOCUS = None; a modal focuses its field
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape,q", "cancel", "Cancel")]
 
     def __init__(self, title: str, options: list[tuple[str, str]]) -> None:
         super().__init__()

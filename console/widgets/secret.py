@@ -17,7 +17,7 @@ class SecretScreen(ModalScreen[None]):
                               background: $surface; }
     SecretScreen #secret { margin: 1 0; text-style: bold; }
     """
-    BINDINGS = [Binding("escape,enter", "close", "Close")]
+    BINDINGS = [Binding("escape,enter,q", "close", "Close")]
 
     def __init__(self, title: str, secret: str) -> None:
         super().__init__()

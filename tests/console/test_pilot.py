@@ -8,6 +8,7 @@ import time
 
 import openai
 import pytest
+from textual import events
 
 from console.app import TokenmillApp
 from console.client import AdminClient
@@ -101,6 +102,16 @@ async def test_switch_views_with_colon_and_completion(router):
         assert {MODEL, OTHER} <= set(rows(app)) and len(rows(app)) > 2
 
 
+async def test_keys_typed_in_one_go_reach_the_command_line(router):
+    """":fleet⏎" pasted, or typed faster than the screen redraws, while a table has focus."""
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "models")
+        for key, char in [("colon", ":"), *[(c, c) for c in "fleet"], ("enter", None)]:
+            app.post_message(events.Key(key, char))  # all queued before the first is handled
+        await wait_for(pilot, lambda: app.query_one(StatusHeader).view == "fleet")
+
+
 async def test_hidden_views_do_not_refresh(router):
     app = make_app(router)
     async with app.run_test(size=SIZE) as pilot:
@@ -155,6 +166,49 @@ async def test_saying_no_changes_nothing(router):
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         await pilot.pause(0.1)
     assert (await admin_get(router, "/hosts"))[0]["status"] == "active"
+
+
+async def test_q_in_a_dialog_closes_it_and_does_not_quit(router):
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "fleet")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.2)
+        assert app.is_running
+    assert (await admin_get(router, "/hosts"))[0]["status"] == "active"  # q answered no
+
+
+async def test_drill_down_refreshes_live_and_acts_on_its_row(router, client_key):
+    """Enter on a host shows its detail, which keeps refreshing (it sees the drain it asked for);
+    Esc goes back to the table."""
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "fleet")
+        await pilot.press("enter")
+        title = app.view.query_one("#detail-title")
+        await wait_for(pilot, lambda: "rig-a" in str(title.render()) and "active" in str(title.render()))
+        await pilot.press("d")  # in the detail, the view's keys act on the host shown
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "drain" in str(title.render()))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.view.detail_key is None and app.view.table.has_focus)
+
+        await goto(pilot, "models")
+        _, secret = client_key
+        await pilot.press("slash", *OTHER, "enter")
+        await pilot.pause()
+        await pilot.press("enter")
+        rates = app.view.query_one("#detail-rates")
+        await wait_for(pilot, lambda: "last 10 min: 0 req/s" in str(rates.render()))
+        await router.services.fleet.resume(router.services.fleet.hosts()[0])
+        client = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0)
+        await client.completions.create(model=OTHER, prompt="hi", max_tokens=4)
+        await client.close()
+        await wait_for(pilot, lambda: "last 10 min: 0 req/s" not in str(rates.render()))
 
 
 async def test_drain_host(router):

@@ -1,67 +1,77 @@
-"""Every view against fixed data and a frozen clock: 120x40, and the overview at 80x24."""
+"""Every view, drawn by the real console through its real admin client, against a real backend
+holding a deterministic day (fixed clock, seeded traffic): 120x40, and the overview at 80x24."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from console.app import TokenmillApp
-from console.client import BackendUnavailable
-from tests.console.fake_client import NOW_US, FakeAdmin
+from console.client import AdminClient
+from tests.console.seeded_backend import DEMO_NOW_US, URL, seeded_backend
 
 
-def _app(view: str, **kw) -> TokenmillApp:
-    return TokenmillApp(FakeAdmin(), simulated=True, refresh_s=3600, clock_us=lambda: NOW_US, initial_view=view,
-                        **kw)
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    with seeded_backend(tmp_path_factory.mktemp("seeded")) as admin_client:
+        yield admin_client
 
 
-async def _settle(pilot) -> None:
+def _app(backend, view: str, **kw) -> TokenmillApp:
+    return TokenmillApp(backend(), simulated=True, refresh_s=3600, clock_us=lambda: DEMO_NOW_US,
+                        initial_view=view, owns_api=True, **kw)
+
+
+async def _settle(pilot, after: int = 0) -> None:
+    """Wait until a refresh that started after `after` completed refreshes has finished."""
     app = pilot.app
-    while app.refreshes < 1 or app._refreshing:
+    while app.refreshes <= after or app._refreshing:
         await pilot.pause(0.01)
     await pilot.pause()
 
 
 @pytest.mark.parametrize("view", ["overview", "models", "fleet", "clients", "events"])
-def test_view_120x40(snap_compare, view):
-    assert snap_compare(_app(view), terminal_size=(120, 40), run_before=_settle)
+def test_view_120x40(snap_compare, backend, view):
+    assert snap_compare(_app(backend, view), terminal_size=(120, 40), run_before=_settle)
 
 
-def test_overview_80x24(snap_compare):
-    assert snap_compare(_app("overview"), terminal_size=(80, 24), run_before=_settle)
+def test_overview_80x24(snap_compare, backend):
+    assert snap_compare(_app(backend, "overview"), terminal_size=(80, 24), run_before=_settle)
 
 
-def test_fleet_readonly_80x24(snap_compare):
-    assert snap_compare(_app("fleet", readonly=True), terminal_size=(80, 24), run_before=_settle)
+def test_overview_80x24_no_color(snap_compare, backend, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")  # read when the App is built
+    assert snap_compare(_app(backend, "overview"), terminal_size=(80, 24), run_before=_settle)
 
 
-def test_help_screen(snap_compare):
+def test_fleet_readonly_80x24(snap_compare, backend):
+    assert snap_compare(_app(backend, "fleet", readonly=True), terminal_size=(80, 24), run_before=_settle)
+
+
+def test_help_screen(snap_compare, backend):
     async def run_before(pilot):
         await _settle(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
 
-    assert snap_compare(_app("fleet"), terminal_size=(120, 40), run_before=run_before)
+    assert snap_compare(_app(backend, "fleet"), terminal_size=(120, 40), run_before=run_before)
 
 
-def test_overview_80x24_no_color(snap_compare, monkeypatch):
-    monkeypatch.setenv("NO_COLOR", "1")  # read when the App is built
-    assert snap_compare(_app("overview"), terminal_size=(80, 24), run_before=_settle)
-
-
-def test_disconnected_header(snap_compare):
-    class Down(FakeAdmin):
-        async def hosts(self):
-            raise BackendUnavailable("down")
-
-    app = TokenmillApp(Down(), refresh_s=3600, clock_us=lambda: NOW_US, initial_view="fleet")
-    assert snap_compare(app, terminal_size=(80, 24), run_before=_settle)
-
-
-@pytest.mark.parametrize("view", ["fleet", "models"])
-def test_enter_drills_down(snap_compare, view):
+@pytest.mark.parametrize(("view", "row"), [("fleet", "rig-b"), ("models", "llama-3.1-8b")])
+def test_filter_then_enter_drills_down(snap_compare, backend, view, row):
     async def run_before(pilot):
         await _settle(pilot)
-        await pilot.press("enter")
+        await pilot.press("slash", *row, "enter")  # `/` narrows the table to that row
         await pilot.pause()
+        before = pilot.app.refreshes
+        await pilot.press("enter")
+        await _settle(pilot, before)
 
-    assert snap_compare(_app(view), terminal_size=(120, 40), run_before=run_before)
+    assert snap_compare(_app(backend, view), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_disconnected_header(snap_compare, tmp_path):
+    # Nothing listens at that socket: the same refused connection as a backend that went away.
+    gone = AdminClient(URL, "tma-x", timeout_s=2, transport=httpx.AsyncHTTPTransport(uds=str(tmp_path / "gone.sock")))
+    app = TokenmillApp(gone, refresh_s=3600, clock_us=lambda: DEMO_NOW_US, initial_view="fleet", owns_api=True)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_settle)

@@ -1,0 +1,144 @@
+"""What the GPUs cost: stretches of time each host was connected, at its hourly rate.
+
+A host costs its rate from the moment its agent registers until it deregisters or is removed.
+A host that goes silent keeps costing: a rented machine bills whether or not its agent answers,
+and the operator stops the bill by removing (tearing down) the host, which ends the stretch.
+Community hosts have a rate of 0; they are paid a share of each request instead (the ledger's
+host payouts).
+
+Stretches are rows of `host_uptime`; an open stretch's end moves forward in memory on every tick
+and reaches the database every `persist_every_s`, so a crash loses at most that much cost and a
+restart reads the day's cost back. Costs are integer nano-USD, rounded down per stretch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.clock import now_us
+from backend.fleet.registry import Fleet
+from backend.fleet.tables import HostUptime
+
+log = logging.getLogger(__name__)
+HOUR_US = 3_600_000_000
+
+
+@dataclass(slots=True)
+class Stretch:
+    host_id: str
+    started_us: int
+    ended_us: int
+    cost_per_hour: int
+    row_id: int | None = None
+    persisted_us: int = 0
+
+    def cost_between(self, since_us: int, until_us: int) -> int:
+        overlap = min(self.ended_us, until_us) - max(self.started_us, since_us)
+        return overlap * self.cost_per_hour // HOUR_US if overlap > 0 else 0
+
+
+class GpuCostMeter:
+    def __init__(self, engine: AsyncEngine, fleet: Fleet, *, tick_s: float = 5.0,
+                 persist_every_s: float = 60.0) -> None:
+        self._engine, self._fleet = engine, fleet
+        self.tick_s, self._persist_every_us = tick_s, int(persist_every_s * 1_000_000)
+        self._open: dict[str, Stretch] = {}
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="gpu-cost-meter")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        # Write the open stretches' ends: stopping the router does not stop the rented machines,
+        # but what they cost while unobserved is not ours to guess; the next start opens anew.
+        await self._persist(now_us(), force=True)
+        self._open.clear()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # a database hiccup must not end metering; the next tick retries
+                log.exception("GPU cost meter tick failed")
+            await asyncio.sleep(self.tick_s)
+
+    async def tick(self, now: int | None = None) -> None:
+        """Open, extend and close stretches to match which hosts are connected now."""
+        now = now_us() if now is None else now
+        async with self._lock:
+            connected = {h.id: h for h in self._fleet.hosts() if h.registered and h.state != "removed"}
+            for host_id in [h for h in self._open if h not in connected]:
+                await self._close(self._open.pop(host_id), now)
+            for host in connected.values():
+                stretch = self._open.get(host.id)
+                if stretch is not None and stretch.cost_per_hour != host.cost_per_hour:
+                    await self._close(self._open.pop(host.id), now)  # a new rate starts a new stretch
+                    stretch = None
+                if stretch is None:
+                    self._open[host.id] = await self._begin(host.id, host.cost_per_hour, now)
+                else:
+                    stretch.ended_us = max(stretch.ended_us, now)
+            await self._persist(now)
+
+    async def _begin(self, host_id: str, rate: int, now: int) -> Stretch:
+        s = Stretch(host_id, now, now, rate, persisted_us=now)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(insert(HostUptime.__table__).values(
+                host_id=host_id, started_us=now, ended_us=now, cost_per_hour=rate))
+            s.row_id = result.inserted_primary_key[0]
+        return s
+
+    async def _close(self, s: Stretch, now: int) -> None:
+        s.ended_us = max(s.ended_us, now)
+        await self._write_ends([s])
+
+    async def _persist(self, now: int, *, force: bool = False) -> None:
+        due = [s for s in self._open.values() if force or now - s.persisted_us >= self._persist_every_us]
+        if due:
+            await self._write_ends(due)
+
+    async def _write_ends(self, stretches: list[Stretch]) -> None:
+        t = HostUptime.__table__
+        async with self._engine.begin() as conn:
+            for s in stretches:
+                await conn.execute(update(t).where(t.c.id == s.row_id).values(ended_us=s.ended_us))
+        for s in stretches:
+            s.persisted_us = s.ended_us
+
+    # ------------------------------------------------------------------ reading
+    async def stretches(self, since_us: int, until_us: int) -> list[Stretch]:
+        """Every stretch overlapping [since, until): from the database, with open ones as memory
+        has them (memory is ahead of the database by up to persist_every_s)."""
+        t = HostUptime.__table__
+        q = select(t.c.id, t.c.host_id, t.c.started_us, t.c.ended_us, t.c.cost_per_hour).where(
+            t.c.ended_us >= since_us, t.c.started_us < until_us)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        live = {s.row_id: s for s in self._open.values()}
+        out = [live.pop(r[0], None) or Stretch(r[1], r[2], r[3], r[4], r[0]) for r in rows]
+        out += [s for s in live.values() if s.ended_us >= since_us and s.started_us < until_us]
+        return out
+
+    async def cost(self, since_us: int, until_us: int) -> dict[str, int]:
+        """nano-USD per host over [since, until)."""
+        out: dict[str, int] = {}
+        for s in await self.stretches(since_us, until_us):
+            out[s.host_id] = out.get(s.host_id, 0) + s.cost_between(since_us, until_us)
+        return out
+
+    def rate_now(self) -> dict[str, int]:
+        """nano-USD per hour of each connected host costing money (read from the fleet, so it is
+        current between ticks)."""
+        return {h.id: h.cost_per_hour for h in self._fleet.hosts()
+                if h.registered and h.state != "removed" and h.cost_per_hour}
