@@ -98,7 +98,7 @@ class Heartbeat(msgspec.Struct, omit_defaults=True):
 
 
 class HeartbeatReply(msgspec.Struct):
-    # What the router thinks of this host: "active", "draining", "drained", "removed".
+    # What the router thinks of this host: "active", "quarantined", "draining", "drained", "removed".
     state: str
     # Requests the router has sent to this host that have not finished.
     outstanding: int = 0

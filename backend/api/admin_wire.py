@@ -96,7 +96,7 @@ class HostOut(msgspec.Struct):
     id: str
     name: str
     provider: str
-    status: str  # active, draining, drained, down, removed
+    status: str  # active, quarantined, draining, drained, down, removed
     models: list[str]
     in_flight: int
     outstanding: int

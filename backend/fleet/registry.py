@@ -101,6 +101,7 @@ class Fleet:
         self._by_token: dict[str, HostState] = {}
         self._by_model: dict[str, list[Replica]] = {}
         self._rr: dict[str, int] = {}
+        self._last_replica_gone: dict[str, float] = {}  # model -> monotonic time its last replica left
         self._watch_task: asyncio.Task | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -142,14 +143,23 @@ class Fleet:
         return host.registered and host.state != "removed" and now - host.last_seen <= self._down_after
 
     def status(self, host: HostState) -> str:
-        """What the operator sees: active, draining, drained, down, removed."""
+        """What the operator sees: active, quarantined, draining, drained, down, removed.
+        Quarantined: up and not drained, but no replica can take traffic, because every one
+        failed its hardware check or was ejected after failing requests."""
         if host.state == "removed":
             return "removed"
         if not self.is_up(host):
             return "down"
         if host.state == "draining":
             return "drained" if host.outstanding == 0 else "draining"
+        if host.replicas and not any(self._routable(r) for r in host.replicas.values()):
+            return "quarantined"
         return "active"
+
+    @staticmethod
+    def _routable(r: Replica) -> bool:
+        """Still waiting for a first check is not a fault; a failed check or an ejection is."""
+        return (r.check is None or r.check.passed) and r.ejected_until <= time.monotonic()
 
     def replicas(self, model: str) -> list[Replica]:
         return self._by_model.get(model, [])
@@ -341,6 +351,14 @@ class Fleet:
         reps = self._by_model.get(rep.model)
         if reps and rep in reps:
             reps.remove(rep)
+            if not reps:
+                self._last_replica_gone[rep.model] = time.monotonic()
+
+    def recently_served(self, model: str, within_s: float = 600.0) -> bool:
+        """Whether a host served `model` within the last `within_s` seconds though none does now
+        (every host restarting for an upgrade, say): clients should retry, not give up."""
+        gone = self._last_replica_gone.get(model)
+        return gone is not None and time.monotonic() - gone <= within_s
 
     # ---------------------------------------------------------------- health
     async def _watch(self) -> None:

@@ -137,6 +137,9 @@ class Proxy:
                            headers={"Retry-After": str(math.ceil(wait))})
         req = self._parse(body, kind)  # the body's size was checked as it was read
         model = self.models.get(req.model)
+        if model is not None and not self.fleet.replicas(req.model) and self.fleet.recently_served(req.model):
+            raise ApiError(429, f"No capacity for '{model.id}' right now (its hosts are restarting); retry shortly.",
+                           code="no_capacity", headers={"Retry-After": "5"})
         if model is None or not self.fleet.replicas(req.model):
             raise ApiError(404, f"The model '{req.model}' does not exist or is not available.",
                            code="model_not_found", param="model")

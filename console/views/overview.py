@@ -75,7 +75,7 @@ class OverviewView(View):
         self.query_one("#spark-errors", SparkRow).show(s.failed)
 
         live = [h for h in hosts if h.status != "removed"]
-        up = sum(1 for h in live if h.status in ("active", "draining", "drained"))
+        up = sum(1 for h in live if h.status in ("active", "quarantined", "draining", "drained"))
         enabled = sum(1 for m in models if m.enabled)
         serving = sum(1 for m in models if m.enabled and any(r.ready and not r.ejected and r.check_passed
                                                               for r in m.replicas))

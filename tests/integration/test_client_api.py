@@ -121,6 +121,18 @@ async def test_disabled_model_is_404_and_comes_back(router, sdk):
     await sdk.chat.completions.create(model=MODEL, messages=msgs, max_tokens=2)
 
 
+async def test_a_model_whose_hosts_all_left_is_retryable_but_one_never_served_is_404(router, sdk):
+    msgs = [{"role": "user", "content": "hi"}]
+    fleet = router.services.fleet
+    await router.hosts[0].silence()
+    fleet.deregister(fleet.host(router.hosts[0].host_id))  # its agent stopped (an upgrade, say)
+    with pytest.raises(openai.RateLimitError) as e:
+        await sdk.chat.completions.create(model=MODEL, messages=msgs, max_tokens=2)
+    assert e.value.body["code"] == "no_capacity" and e.value.response.headers["retry-after"]
+    with pytest.raises(openai.NotFoundError):  # in the catalogue, but no host has ever served it
+        await sdk.chat.completions.create(model="mistral-7b-instruct-v0.3", messages=msgs, max_tokens=2)
+
+
 async def test_no_capacity_is_429_never_5xx(router, sdk):
     await router.hosts[0].silence()
 

@@ -70,6 +70,8 @@ async def test_traffic_goes_only_to_the_host_that_passed(tmp_path):
         await asyncio.gather(*(ask(sdk) for _ in range(8)))
         await sdk.close()
         assert (failed.engine.requests_total, passed.engine.requests_total) == (0, 8)
+        hosts = {h["name"]: h["status"] for h in (await router.http.get("/admin/hosts", headers=router.admin)).json()}
+        assert hosts == {"failed": "quarantined", "passed": "active"}  # what the operator sees in the fleet view
 
 
 async def test_ping_answers_a_known_token_and_changes_nothing(tmp_path):
