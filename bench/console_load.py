@@ -2,6 +2,10 @@
 (simulated heartbeats every 2 s, from a process of their own), and the real `tokenmill console`
 in a real terminal (tmux, 120x40) refreshing every 2 s.
 
+Heartbeats carry moving telemetry (GPU utilisation, temperature, power change on every beat), as
+real hosts do, while CPU is measured; they are frozen for the key-press timings, so that the
+screen changes only because of the key.
+
 Measures, for the console process only:
   - first paint: from launching it to the overview showing the fleet's figures;
   - CPU: share of one core over --seconds on each of the overview, models and fleet views;
@@ -74,6 +78,7 @@ async def heartbeats(url: str, hosts_file: Path) -> None:
     """Register every host, then heartbeat each every 2 s, spread evenly over the interval.
     Telemetry is fixed per host so that refreshes redraw the same text (key timings stay clean)."""
     import aiohttp
+    import msgspec
 
     hosts = json.loads(hosts_file.read_text())
     rng = random.Random(1)
@@ -93,12 +98,20 @@ async def heartbeats(url: str, hosts_file: Path) -> None:
             state.append((auth, _enc(protocol.Heartbeat(models=served, gpus=gpus, checks=checks))))
         print("registered", len(state), flush=True)
         gap = protocol.HEARTBEAT_INTERVAL_S / len(state)
+        frozen = hosts_file.with_suffix(".frozen")
         while True:
             start = time.monotonic()
             for i, (auth, body) in enumerate(state):
                 delay = start + i * gap - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if not frozen.exists():  # live telemetry: utilisation, memory, temperature, power move
+                    msg = msgspec.json.decode(body, type=protocol.Heartbeat)
+                    for g in msg.gpus:
+                        g.utilization_pct = rng.randint(0, 100)
+                        g.temperature_c = rng.randint(40, 85)
+                        g.power_draw_w = float(rng.randint(80, 400))
+                    body = _enc(msg)
                 async with http.post(url + "/hosts/heartbeat", data=body, headers=auth) as r:
                     await r.read()
 
@@ -232,6 +245,9 @@ def main() -> int:
             took = f"; switching to it took {switch_ms:.0f} ms" if switch_ms else ""
             print(f"{view:>8}: CPU {cpu:5.1f}% of a core over {args.seconds:.0f} s (refresh every 2 s){took}")
 
+        # Key timings need a screen that changes only because of the key: freeze the telemetry.
+        (work / "hosts.frozen").touch()
+        time.sleep(3)
         moves = []
         for _ in range(20):
             moves.append(press_and_time(["Down"], lambda s: True))

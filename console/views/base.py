@@ -163,13 +163,15 @@ def fill_table(table: DataTable, rows: list[Row]) -> None:
     every 2 s would cost a fifth of a core and stall key presses behind it."""
     keys = [key for key, _ in rows]
     if keys and keys == [k.value for k in table.rows] and len(rows[0][1]) == len(table.columns):
-        columns = list(table.columns)
+        columns = list(table.columns.values())
         for key, cells in rows:
             old = table.get_row(key)
             if old != list(cells):
                 for column, new, before in zip(columns, cells, old, strict=True):
                     if new != before:
-                        table.update_cell(key, column, new, update_width=True)
+                        # Measuring a cell renders it: only when it may not fit its column.
+                        wider = len(str(new)) > column.content_width
+                        table.update_cell(key, column.key, new, update_width=wider)
         return
     current = selected_key(table)
     table.clear()
