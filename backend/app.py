@@ -12,7 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend import __version__
-from backend.api import admin_api, hosts_api, openai_api
+from backend.api import admin_api, hosts_api, openai_api, provision_api
 from backend.api.errors import ApiError, api_error_handler, http_exception_handler, internal_error_handler
 from backend.catalogue import Catalogue, load_catalogue
 from backend.clients.service import ClientDirectory
@@ -27,6 +27,7 @@ from backend.metrics.live import LiveMetrics
 from backend.metrics.report import MetricsReport
 from backend.metrics.restore import restore
 from backend.pricing.quote import Pricer
+from backend.provision.service import Provisioner
 from backend.routing.limits import RateLimiter
 from backend.routing.proxy import Proxy
 from backend.settings import Settings
@@ -48,6 +49,7 @@ class Services:
     proxy: Proxy
     admin_token: str
     metrics: MetricsReport
+    provisioner: Provisioner
     started_us: int = 0
     simulated: bool = False  # set by `serve --local`
 
@@ -79,11 +81,16 @@ class Services:
                       connect_timeout_s=settings.upstream_connect_timeout_s,
                       read_timeout_s=settings.upstream_read_timeout_s, metrics=live)
         await proxy.start()
+        metrics = MetricsReport(live, meter, fleet, engine)
+        provisioner = Provisioner(settings, engine, catalogue, fleet, events, metrics)
+        await provisioner.start()
         events.add("backend.started", "tokenmill", f"tokenmill {__version__} serving")
         return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
-                   settings.ensure_admin_token(), MetricsReport(live, meter, fleet, engine), now_us())
+                   settings.ensure_admin_token(), metrics, provisioner, now_us())
 
     async def close(self) -> None:
+        # Provisioning jobs first: a cancelled one destroys what it rented, through the fleet and database.
+        await self.provisioner.close()
         await self.proxy.close()
         await self.metrics.meter.close()
         await self.fleet.close()
@@ -105,7 +112,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
                 await app.state.services.close()
 
     return Litestar(
-        route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, admin_api.AdminController],
+        route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, admin_api.AdminController,
+                        provision_api.ProvisionController],
         lifespan=[lifespan],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
                             Exception: internal_error_handler},

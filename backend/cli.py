@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("console", help="open the console (see `tokenmill console --help`)")
     sub.add_parser("openapi", help="print the OpenAPI schema of the backend's API").set_defaults(func=cmd_openapi)
+    from backend.cli_provision import add_commands
+
+    add_commands(sub)
     db = sub.add_parser("db", help="ledger database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=cmd_db_upgrade)

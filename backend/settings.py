@@ -84,13 +84,51 @@ class Settings(BaseSettings):
     ssh_public_key_path: Path | None = Field(
         default=None, description="Public key installed on rented hosts; empty = ~/.ssh/id_ed25519.pub."
     )
+    # Provisioning (backend/provision/service.py): turning a machine into a serving host.
+    ssh_key_path: Path | None = Field(
+        default=None, description="Private key the playbooks log in with; empty = ssh_public_key_path without .pub."
+    )
+    public_url: str = Field(
+        default="", description="The router's URL as hosts reach it (their agents' router_url); empty = the admin URL."
+    )
+    host_wheel: Path | None = Field(
+        default=None, description="tokenmill wheel installed on hosts; empty = built from this source checkout."
+    )
+    provision_variables: dict[str, str | int | bool | list[str]] = Field(
+        default_factory=dict,
+        description="Extra bootstrap/teardown playbook variables for every host (e.g. pip_options for a package "
+                    "mirror); the ones tokenmill computes (engine, models, router_url...) cannot be overridden.",
+    )
+    provision_keep_failed: bool = Field(
+        default=False, description="Keep a failed job's machine (still billing) and host, to debug it."
+    )
+    provision_poll_interval_s: float = Field(default=5.0, gt=0, description="Between looks at a renting instance.")
+    provision_boot_timeout_s: float = Field(
+        default=900.0, gt=0, description="Longest wait for a rented instance to run and accept SSH."
+    )
+    host_key_timeout_s: float = Field(
+        default=900.0, gt=0, description="Longest wait for the operator to confirm an unknown host key."
+    )
+    provision_ready_timeout_s: float = Field(
+        default=300.0, gt=0, description="Longest wait, after bootstrap, for the host's heartbeat and passed check."
+    )
+    teardown_drain_timeout_s: float = Field(
+        default=600.0, gt=0, description="Longest wait for a host's requests in flight before it is torn down."
+    )
 
     config_file: Path | None = Field(default=None, exclude=True)
 
-    @field_validator("data_dir", "log_file", "catalogue_dir", mode="after")
+    @field_validator("data_dir", "log_file", "catalogue_dir", "host_wheel", mode="after")
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser().resolve() if v is not None else None
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {v!r}")
+        return v
 
     @classmethod
     def settings_customise_sources(
@@ -122,6 +160,11 @@ class Settings(BaseSettings):
     @property
     def admin_url(self) -> str:
         return f"http://{self.admin_host}:{self.admin_port}"
+
+    @property
+    def router_public_url(self) -> str:
+        """Where hosts' agents reach the router."""
+        return (self.public_url or self.admin_url).rstrip("/")
 
     def ensure_admin_token(self) -> str:
         """The admin bearer token: from settings, or the token file, created 0600 on first run."""

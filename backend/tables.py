@@ -3,7 +3,7 @@
 from backend.clients.tables import ApiKey, Client
 from backend.fleet.tables import Host, ModelSetting
 from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer, UsageEvent
-from backend.provision.tables import ProvisionRun, ProvisionStep
+from backend.provision.tables import ProvisionedHost, ProvisionRun, ProvisionStep
 
 __all__ = [
     "ApiKey",
@@ -15,5 +15,6 @@ __all__ = [
     "ModelSetting",
     "ProvisionRun",
     "ProvisionStep",
+    "ProvisionedHost",
     "UsageEvent",
 ]

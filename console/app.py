@@ -127,7 +127,9 @@ class TokenmillApp(App[None]):
             if self._again:
                 self.request_refresh()
             elif self.is_running:
-                self._timer = self.set_timer(self.refresh_s, self.request_refresh)
+                # A view following a running job (provisioning) refreshes faster so its output flows.
+                delay = min(self.refresh_s, 0.5) if getattr(view, "busy", False) else self.refresh_s
+                self._timer = self.set_timer(delay, self.request_refresh)
 
     # ------------------------------------------------------------------ keys
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

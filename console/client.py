@@ -20,6 +20,7 @@ from backend.api.admin_wire import (
     ModelOut,
     UsageOut,
 )
+from backend.api.provision_wire import HostKeyOut, JobOut, OffersOut, RunOut
 
 
 class BackendUnavailable(Exception):
@@ -120,6 +121,49 @@ class AdminClient:
 
     async def events(self, after: int = 0) -> list[EventOut]:
         return await self._call("GET", "/events", list[EventOut], params={"after": after})
+
+
+    # ------------------------------------------------------------------ provisioning
+    async def offers(self, model: str, gpu: str | None = None, provider: str | None = None) -> OffersOut:
+        params = {k: v for k, v in (("model", model), ("gpu", gpu), ("provider", provider)) if v is not None}
+        return await self._call("GET", "/offers", OffersOut, params=params)
+
+    async def provision(self, *, model: str, provider: str, gpu: str | None = None, offer_id: str | None = None,
+                        name: str | None = None, engine: str = "vllm", ssh_host: str | None = None,
+                        ssh_port: int = 22, ssh_user: str = "root") -> JobOut:
+        """Start provisioning (202): follow the returned job with job(id, after)."""
+        body: dict[str, Any] = {"model": model, "provider": provider, "engine": engine}
+        optional = (("gpu", gpu), ("offer_id", offer_id), ("name", name), ("ssh_host", ssh_host))
+        body.update({k: v for k, v in optional if v is not None})
+        if ssh_host is not None:
+            body.update(ssh_port=ssh_port, ssh_user=ssh_user)
+        return await self._call("POST", "/provision", JobOut, json=body)
+
+    async def jobs(self) -> list[JobOut]:
+        return await self._call("GET", "/jobs", list[JobOut])
+
+    async def job(self, job_id: str, after: int = 0) -> JobOut:
+        """The job with its events after sequence number `after`."""
+        return await self._call("GET", f"/jobs/{job_id}", JobOut, params={"after": after})
+
+    async def cancel_job(self, job_id: str) -> JobOut:
+        return await self._call("POST", f"/jobs/{job_id}/cancel", JobOut)
+
+    async def teardown(self, host_id: str) -> JobOut:
+        return await self._call("POST", f"/hosts/{host_id}/teardown", JobOut)
+
+    async def pending_host_keys(self) -> list[HostKeyOut]:
+        return await self._call("GET", "/host-keys/pending", list[HostKeyOut])
+
+    async def confirm_host_key(self, host: str, port: int, fingerprint: str) -> HostKeyOut:
+        return await self._call("POST", "/host-keys/confirm", HostKeyOut,
+                                json={"host": host, "port": port, "fingerprint": fingerprint})
+
+    async def provision_runs(self, limit: int = 50, host_id: str | None = None) -> list[RunOut]:
+        params: dict[str, Any] = {"limit": limit}
+        if host_id is not None:
+            params["host_id"] = host_id
+        return await self._call("GET", "/provision/runs", list[RunOut], params=params)
 
 
 def _error_message(r: httpx.Response) -> str:

@@ -16,6 +16,11 @@ result travels in every register and heartbeat: the router routes a model to thi
 while its check passed. The first registration waits (briefly) for the checks already running,
 so a host that starts with healthy engines joins with its checks done. GPU telemetry comes from
 NVML, read in a worker thread, for vLLM hosts only: a simulated host has no GPU of its own.
+
+The engines take requests only with the host's engine key (config engine_key, else a random one
+per start): the agent sends it to the router in every register and heartbeat, which is how the
+router can forward to them, and uses it for its own requests (the decode-speed check). It is never
+logged, and not in GET /status; `tokenmill-host check` reads it from GET /engine-key.
 """
 
 from __future__ import annotations
@@ -297,6 +302,7 @@ class Agent:
             name=self.config.name, models=reading.models, gpus=gpus, gpu_type=self.config.gpu_type,
             agent_version=__version__, driver_version=host.driver_version if host else None,
             cuda_version=host.cuda_version if host else None, checks=self._checks.results(),
+            engine_key=self.engine.key,
         ))
         self.host_id = reply.host_id
         if reply.heartbeat_interval_s > 0:  # the router knows how long it waits before marking us down
@@ -313,7 +319,7 @@ class Agent:
         draining_sent = self._draining
         reply = await self._router.heartbeat(Heartbeat(
             models=reading.models, in_flight=self._in_flight or 0, gpus=await self._gpus(), draining=draining_sent,
-            checks=self._checks.results(),
+            checks=self._checks.results(), engine_key=self.engine.key,
         ))
         self._note_router_ok()
         self._router_outstanding = reply.outstanding
@@ -364,6 +370,10 @@ class Agent:
         self._last_heartbeat_at = dt.datetime.now(dt.UTC)
 
     # -- status --------------------------------------------------------------------------------
+
+    def engine_key(self) -> str:
+        """The engines' bearer key (GET /engine-key on the control API, for `tokenmill-host check`)."""
+        return self.engine.key
 
     def status(self) -> AgentStatus:
         beat = self._last_heartbeat_at

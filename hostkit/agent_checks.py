@@ -71,9 +71,9 @@ class ModelChecks:
         try:
             if self._serial is not None:
                 async with self._serial:
-                    report = await self._checker.engine_report(model, self._urls.get(model))
+                    report = await self._checker.engine_report(model, self._urls.get(model), self._engine.key)
             else:
-                report = await self._checker.engine_report(model, self._urls.get(model))
+                report = await self._checker.engine_report(model, self._urls.get(model), self._engine.key)
             result = report.result()
         except Exception as exc:  # a bug in one check must not stop the agent; the model just stays unchecked
             log.exception("%s: the hardware check crashed", model)

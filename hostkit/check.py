@@ -211,8 +211,8 @@ def expected_decode_tps(config: AgentConfig, spec: EngineSpec | None) -> tuple[f
     return config.sim.decode_tps * config.sim.speed, "the simulated engine's decode_tps"
 
 
-async def decode_line(engine_url: str | None, model: str, expected: float | None,
-                      source: str) -> tuple[CheckLine, float | None]:
+async def decode_line(engine_url: str | None, model: str, expected: float | None, source: str,
+                      engine_key: str | None = None) -> tuple[CheckLine, float | None]:
     if expected is not None:
         minimum = expected * DECODE_TOLERANCE
         required = f">= {minimum:.1f} tok/s ({DECODE_TOLERANCE:.0%} of {expected:g}, {source})"
@@ -222,7 +222,7 @@ async def decode_line(engine_url: str | None, model: str, expected: float | None
         return CheckLine("decode speed", "fail", "the engine is not running (start `tokenmill-host run`)",
                          required), None
     try:
-        speed = await measure_decode_speed(engine_url, model)
+        speed = await measure_decode_speed(engine_url, model, engine_key=engine_key)
     except DecodeMeasurementError as exc:
         return CheckLine("decode speed", "fail", str(exc), required), None
     tps = speed.tokens_per_s
@@ -246,20 +246,21 @@ class HostChecker:
             return HostGpus.unavailable("simulated engine")
         return await self.nvml.read_async()
 
-    async def engine_report(self, model: str, engine_url: str | None) -> CheckReport:
-        """What the agent runs for a model once its engine is healthy."""
+    async def engine_report(self, model: str, engine_url: str | None, engine_key: str | None = None) -> CheckReport:
+        """What the agent runs for a model once its engine is healthy (`engine_key`: the engine's bearer key)."""
         spec = self.config.engine_spec(model)
         lines = gpu_lines(spec, await self._gpus(spec))
         expected, source = expected_decode_tps(self.config, spec)
-        decode, tps = await decode_line(engine_url, model, expected, source)
+        decode, tps = await decode_line(engine_url, model, expected, source, engine_key)
         return CheckReport(model, [*lines, decode], tps)
 
-    async def setup_report(self, model: str, engine_url: str | None, router: RouterClient) -> CheckReport:
+    async def setup_report(self, model: str, engine_url: str | None, router: RouterClient,
+                           engine_key: str | None = None) -> CheckReport:
         """Everything, for `tokenmill-host check`."""
         spec = self.config.engine_spec(model)
         lines = gpu_lines(spec, await self._gpus(spec))
         lines.append(await asyncio.to_thread(disk_line, spec, hf_cache_dir(self.config.vllm.hf_cache_dir)))
         lines.append(await router_line(router))
         expected, source = expected_decode_tps(self.config, spec)
-        decode, tps = await decode_line(engine_url, model, expected, source)
+        decode, tps = await decode_line(engine_url, model, expected, source, engine_key)
         return CheckReport(model, [*lines, decode], tps)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -143,12 +144,13 @@ async def _check(config: AgentConfig, models: list[str], args: argparse.Namespac
     sim: SimEngine | None = None
     try:
         if config.engine == "sim":
-            sim = await start_sim_engine(config.models, timing=config.sim, seed=config.sim_seed)
+            key: str | None = config.new_engine_key()
+            sim = await start_sim_engine(config.models, timing=config.sim, seed=config.sim_seed, api_key=key)
             urls = dict.fromkeys(config.models, sim.url)
         else:
-            urls = await _vllm_urls(config, args)
+            urls, key = await _vllm_engines(config, args)
         checker = HostChecker(config, nvml)
-        reports = [await checker.setup_report(m, urls.get(m), router) for m in models]
+        reports = [await checker.setup_report(m, urls.get(m), router, key) for m in models]
     finally:
         await router.aclose()
         if sim is not None:
@@ -165,14 +167,19 @@ async def _check(config: AgentConfig, models: list[str], args: argparse.Namespac
     return 0 if all(r.passed for r in reports) else 1
 
 
-async def _vllm_urls(config: AgentConfig, args: argparse.Namespace) -> dict[str, str]:
-    """Where each model's vLLM listens: asked of the running agent, else worked out from the config."""
+async def _vllm_engines(config: AgentConfig, args: argparse.Namespace) -> tuple[dict[str, str], str | None]:
+    """Where each model's vLLM listens and the key it wants: asked of the running agent, else worked
+    out from the config (the key only if the config sets one)."""
     url = _control_url(args)
+    key = config.engine_key.get_secret_value() if config.engine_key is not None else None
     try:
         async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
             status = msgspec.json.decode((await http.get(f"{url}/status")).content, type=AgentStatus)
+            if key is None:  # never printed: the engines want it on the decode-speed request
+                with contextlib.suppress(httpx.HTTPError, msgspec.MsgspecError):
+                    key = msgspec.json.decode((await http.get(f"{url}/engine-key")).content, type=_EngineKey).engine_key
         if status.local_endpoints:
-            return status.local_endpoints
+            return status.local_endpoints, key
     except (httpx.HTTPError, msgspec.MsgspecError):
         pass  # no agent running: its engines are not running either, but try the configured ports
     host = config.local_engine_host
@@ -181,7 +188,11 @@ async def _vllm_urls(config: AgentConfig, args: argparse.Namespace) -> dict[str,
         port = spec.port if spec.port is not None else (config.engine_port + position if config.engine_port else 0)
         if port:
             urls[spec.model] = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    return urls
+    return urls, key
+
+
+class _EngineKey(msgspec.Struct):
+    engine_key: str
 
 
 async def _drain(url: str, timeout_s: float) -> int:

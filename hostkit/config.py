@@ -39,11 +39,20 @@ if given must name the same models:
     min_compute_capability = "8.0"
     expected_decode_tps = 38
     weights_gb = 16.1
+
+Where the engines listen: engine_host (default 127.0.0.1, enough when the router runs on the same
+machine, as with `tokenmill serve --local`). A host the router reaches over the network listens on
+every interface (engine_host = "0.0.0.0", what the bootstrap playbook writes) and must then name
+advertise_host, the address the router dials (the config is refused otherwise). Either way the
+engines take requests only with the engine key (engine_key, a random one per start unless given;
+/health and /metrics stay open), which the agent hands the router in every register and heartbeat.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -61,6 +70,8 @@ CONFIG_ENV = "TOKENMILL_HOST_CONFIG"
 DEFAULT_CONFIG_PATH = Path("/etc/tokenmill-host/agent.toml")
 DEFAULT_CONTROL_PORT = 8650
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+MIN_ENGINE_KEY_CHARS = 16
+ENGINE_KEY_PATTERN = re.compile(rf"[A-Za-z0-9._~+/=-]{{{MIN_ENGINE_KEY_CHARS},}}")
 NO_VLLM_ENGINES = 'engine = "vllm" needs one [[vllm.engines]] table per model; none is given'
 
 
@@ -94,6 +105,9 @@ class AgentConfig(BaseModel):
 
     router_url: str = Field(description="Base URL of the tokenmill router, e.g. https://router.example:8640")
     host_token: SecretStr = Field(description="tmh-... token issued by the operator; never logged")
+    engine_key: SecretStr | None = Field(
+        default=None, description="bearer key the engines require on every route but /health and /metrics (the "
+                                  "agent tells the router); None: a new random one at every start. Never logged")
     name: str = Field(default_factory=socket.gethostname, min_length=1)
     engine: Literal["sim", "vllm"] = "sim"
     models: list[str] = Field(min_length=1, description="catalogue model ids this host serves")
@@ -187,6 +201,19 @@ class AgentConfig(BaseModel):
         if not v.get_secret_value().strip():
             raise ValueError("must not be empty")
         return v
+
+    @field_validator("engine_key")
+    @classmethod
+    def _usable_engine_key(cls, v: SecretStr | None) -> SecretStr | None:
+        # It travels in an HTTP header: no spaces or control characters. The message never shows it.
+        if v is not None and not ENGINE_KEY_PATTERN.fullmatch(v.get_secret_value()):
+            raise ValueError(f"must be at least {MIN_ENGINE_KEY_CHARS} characters of A-Z a-z 0-9 . _ ~ + / = - "
+                             "(leave it out for a random one)")
+        return v
+
+    def new_engine_key(self) -> str:
+        """The engines' key for this run: the configured one, else a fresh random one (call it once)."""
+        return self.engine_key.get_secret_value() if self.engine_key is not None else secrets.token_urlsafe(32)
 
 
 def config_path(explicit: str | Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:

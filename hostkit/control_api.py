@@ -4,7 +4,10 @@ It listens on loopback and has no authentication: whoever can reach it is alread
 - GET /status -> AgentStatus
 - POST /drain {"timeout_s": S} (optional) -> DrainResult, once drained or after S seconds
 - POST /resume -> AgentStatus
-Errors: {"error": "..."} with 400 (bad body) or 409 (the agent is stopping).
+- GET /engine-key -> {"engine_key": "..."}: the engines' bearer key, for `tokenmill-host check` (the
+  engines refuse its decode-speed request without it). Kept out of /status, which `status --json`
+  prints. Only for a Host header naming loopback, so a web page cannot read it by DNS rebinding.
+Errors: {"error": "..."} with 400 (bad body), 403 (not loopback) or 409 (the agent is stopping).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from aiohttp import web
 from hostkit.protocol import CheckResult
 
 CONTROL_HOST = "127.0.0.1"
+LOOPBACK_NAMES = (CONTROL_HOST, "localhost")
 
 
 class AgentStatus(msgspec.Struct):
@@ -62,6 +66,8 @@ class ControlledAgent(Protocol):
 
     async def resume(self) -> None: ...
 
+    def engine_key(self) -> str: ...
+
 
 class ControlServer:
     def __init__(self, runner: web.AppRunner) -> None:
@@ -104,8 +110,14 @@ async def start_control_api(agent: ControlledAgent, port: int, default_drain_tim
             return _json({"error": str(exc)}, status=409)
         return _json(agent.status())
 
+    async def engine_key(request: web.Request) -> web.Response:
+        if request.host.rsplit(":", 1)[0] not in LOOPBACK_NAMES:
+            return _json({"error": "the engine key is only given to a Host of 127.0.0.1 or localhost"}, status=403)
+        return _json({"engine_key": agent.engine_key()})
+
     app = web.Application()
-    app.add_routes([web.get("/status", status), web.post("/drain", drain), web.post("/resume", resume)])
+    app.add_routes([web.get("/status", status), web.post("/drain", drain), web.post("/resume", resume),
+                    web.get("/engine-key", engine_key)])
     # A drain waiting in POST /drain must not hold up the agent's exit for long.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()

@@ -17,6 +17,7 @@ The catalogue's quantization names become vLLM flags like this:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -80,6 +81,13 @@ class EngineSpec(BaseModel):
                              f"{self.tensor_parallel_size}: give one device per GPU the model is split over")
         return self
 
+    @model_validator(mode="after")
+    def _agent_owns_the_key(self) -> EngineSpec:
+        if any(a == "--api-key" or a.startswith("--api-key=") for a in self.extra_args):
+            raise ValueError("extra_args must not set --api-key: the agent gives vLLM the host's engine key "
+                             "(set engine_key in the agent's config to choose it)")
+        return self
+
     @property
     def gpu_indices(self) -> list[int]:
         """The NVML indices of the GPUs this engine runs on."""
@@ -87,8 +95,9 @@ class EngineSpec(BaseModel):
 
 
 def vllm_command(spec: EngineSpec, *, executable: str = "vllm", host: str = "127.0.0.1",
-                 port: int | None = None) -> list[str]:
-    """argv for `vllm serve`; `port` overrides spec.port (the agent resolves None and 0 first)."""
+                 port: int | None = None, middleware: Sequence[str] = ()) -> list[str]:
+    """argv for `vllm serve`; `port` overrides spec.port (the agent resolves None and 0 first);
+    `middleware`: ASGI middleware import paths for vLLM's --middleware (the agent's engine-key guard)."""
     port = spec.port if port is None else port
     if not port:
         raise ValueError(f"{spec.model}: no port to launch vLLM on (spec.port is {spec.port!r})")
@@ -106,4 +115,6 @@ def vllm_command(spec: EngineSpec, *, executable: str = "vllm", host: str = "127
     # Recent vLLM enables prefix caching by default; an explicit flag says the same on every version
     # (--no-enable-prefix-caching needs vLLM >= 0.8, where the flag became a boolean pair).
     argv.append("--enable-prefix-caching" if spec.enable_prefix_caching else "--no-enable-prefix-caching")
+    for path in middleware:
+        argv += ["--middleware", path]
     return argv + list(spec.extra_args)

@@ -31,6 +31,9 @@ class EngineEndpoint:
 
 class Engine(Protocol):
     kind: str  # ServedModel.engine: "sim" or "vllm"
+    # The bearer key every engine of this host requires (all but /health and /metrics); fixed for the
+    # engine's lifetime, so relaunches keep it and the router's copy stays good. Never logged.
+    key: str
 
     async def start(self) -> list[EngineEndpoint]: ...
 
@@ -58,14 +61,15 @@ class SimEngineRunner:
 
     kind = "sim"
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, key: str | None = None) -> None:
         self._config = config
+        self.key = key or config.new_engine_key()
         self.sim: SimEngine | None = None  # exposed so tests can inject faults
 
     async def start(self) -> list[EngineEndpoint]:
         c = self._config
         self.sim = await start_sim_engine(c.models, host=c.engine_host, port=c.engine_port, timing=c.sim,
-                                          seed=c.sim_seed)
+                                          seed=c.sim_seed, api_key=self.key)
         local = f"http://{url_host(c.local_engine_host)}:{self.sim.port}"
         public = f"http://{url_host(c.public_engine_host)}:{self.sim.port}"
         return [EngineEndpoint(m, local, public) for m in self.sim.models]
@@ -97,8 +101,9 @@ class VllmEngine:
 
     kind = "vllm"
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, key: str | None = None) -> None:
         self._config = config
+        self.key = key or config.new_engine_key()
         self.events = EngineEvents()
         self.processes: dict[str, SupervisedVllm] = {}  # by model
 
@@ -117,7 +122,7 @@ class VllmEngine:
         for position, spec in enumerate(c.vllm.engines):
             port = self._port(spec.port, position)
             local = f"http://{url_host(c.local_engine_host)}:{port}"
-            proc = SupervisedVllm(spec, port, c.engine_host, local, c.vllm, self.events)
+            proc = SupervisedVllm(spec, port, c.engine_host, local, c.vllm, self.events, self.key)
             self.processes[spec.model] = proc
             endpoints.append(EngineEndpoint(spec.model, local, f"http://{url_host(c.public_engine_host)}:{port}"))
         for proc in self.processes.values():

@@ -5,9 +5,16 @@ as JSON. Fields only ever get added (with defaults), so an older agent keeps wor
 
 Authentication: every call carries `Authorization: Bearer <host token>` (tmh-...), issued once
 by the operator (`POST /admin/hosts`) or by `tokenmill serve --local` for its simulated hosts.
+The other way round, a host's engines accept only requests that carry `Authorization: Bearer
+<engine key>` (everything but /health and /metrics): the agent makes the key, starts its engines
+with it and tells the router in `engine_key`, which the router keeps in memory only and sends with
+every request it forwards to that host. An agent from before engine keys sends none, and its
+engines are forwarded to without one.
 """
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import msgspec
 
@@ -15,6 +22,9 @@ PROTOCOL_VERSION = 1
 HEARTBEAT_INTERVAL_S = 2.0
 # A host that misses this many heartbeats in a row leaves the rotation until heard again.
 MISSED_HEARTBEATS_DOWN = 3
+
+# An engine key goes into an HTTP header as is: visible ASCII, no spaces, bounded.
+EngineKey = Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,1024}$")]
 
 
 class GpuProcess(msgspec.Struct, omit_defaults=True):
@@ -82,6 +92,8 @@ class Register(msgspec.Struct, omit_defaults=True):
     driver_version: str | None = None  # NVIDIA driver, e.g. "550.54.15"; None without NVML
     cuda_version: str | None = None  # highest CUDA the driver supports, e.g. "12.4"
     checks: list[CheckResult] = []
+    # The bearer key this host's engines require; None from an agent whose engines need none.
+    engine_key: EngineKey | None = None
 
 
 class RegisterReply(msgspec.Struct):
@@ -95,6 +107,9 @@ class Heartbeat(msgspec.Struct, omit_defaults=True):
     gpus: list[GpuTelemetry] = []
     draining: bool = False
     checks: list[CheckResult] = []  # the latest result per model; a model absent here has none yet
+    # The same key as in Register, again, so that every router that hears this host has it (one that
+    # restarted, one of several behind a load balancer); None leaves the router's copy as it is.
+    engine_key: EngineKey | None = None
 
 
 class HeartbeatReply(msgspec.Struct):

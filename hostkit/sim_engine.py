@@ -19,12 +19,18 @@ Fault injection for tests lives under /_sim/ (never /v1): POST /_sim/fail with
 requests close it before replying), {"mode": "hang"} (new requests get no reply until healed or
 stopped); POST /_sim/heal ends it; GET /_sim/state shows counters and the fault. A fault applies
 to requests that arrive while it is set; /health answers 503 under refuse, 500 and hang.
+
+Started with an `api_key`, it answers 401 (OpenAI's error envelope, code invalid_api_key) to every
+request without `Authorization: Bearer <api_key>` except GET /health and /metrics, as the agent's
+vLLM does (its own key check plus hostkit/vllm_plugins/tokenmill_engine_guard.py); without one it
+takes any request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +39,7 @@ from typing import Literal
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field
 
 from hostkit import openai_shapes as oai
@@ -47,6 +54,7 @@ from hostkit.sim_text import (
 DEFAULT_MAX_TOKENS = 16  # when a request gives none (OpenAI's completions default)
 MAX_CHOICES = 16  # bound on `n` (and prompts x n), so one request cannot occupy the sim for long
 SHUTDOWN_GRACE_S = 1.0  # stop() lets running handlers finish this long, then cancels them
+OPEN_PATHS = frozenset({"/health", "/metrics"})  # answered without the engine key (the agent reads them)
 
 FaultMode = Literal["refuse", "500", "cut_after", "hang"]
 
@@ -123,7 +131,7 @@ class _Pacer:
 class SimEngine:
     """A running simulated engine. Build it with `start_sim_engine`."""
 
-    def __init__(self, models: list[str], timing: SimTiming, seed: int) -> None:
+    def __init__(self, models: list[str], timing: SimTiming, seed: int, api_key: str | None = None) -> None:
         if not models:
             raise ValueError("the simulated engine needs at least one model")
         self.models = list(dict.fromkeys(models))
@@ -138,6 +146,7 @@ class SimEngine:
         self._closed = False
         self._created = int(time.time())
         self._runner: web.AppRunner | None = None
+        self._key = api_key.encode() if api_key else None
 
     # -- public face ---------------------------------------------------------------------------
 
@@ -184,7 +193,7 @@ class SimEngine:
     # -- server --------------------------------------------------------------------------------
 
     async def _start(self, host: str, port: int) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._require_key] if self._key is not None else [])
         app.add_routes([
             web.get("/v1/models", self._models),
             web.post("/v1/chat/completions", self._chat),
@@ -205,6 +214,15 @@ class SimEngine:
             raise
         self._runner = runner
         self.host, self.port = runner.addresses[0][:2]
+
+    @web.middleware
+    async def _require_key(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS or _bearer_matches(request.headers.get("Authorization"), self._key):
+            return await handler(request)
+        resp = _error(oai.BadRequest("Missing or wrong engine key: send 'Authorization: Bearer <engine key>'.",
+                                     status=401, code="invalid_api_key"))
+        resp.headers["WWW-Authenticate"] = "Bearer"
+        return resp
 
     async def _models(self, _request: web.Request) -> web.Response:
         return _json(oai.models_list(self.models, self._created, self.timing.max_model_len))
@@ -432,6 +450,12 @@ def _drop(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
     return resp
 
 
+def _bearer_matches(authorization: str | None, key: bytes | None) -> bool:
+    """`Bearer <key>` (the scheme in any case), compared in constant time."""
+    scheme, _, given = (authorization or "").partition(" ")
+    return key is not None and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key)
+
+
 def _json(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json")
 
@@ -448,11 +472,13 @@ async def start_sim_engine(
     port: int = 0,
     timing: SimTiming | None = None,
     seed: int = 0,
+    api_key: str | None = None,
 ) -> SimEngine:
     """Start a simulated engine serving `models`; port 0 picks a free port (see `.url`).
 
     `seed` is the default for requests that give none, so output depends on (model, prompt, seed).
+    `api_key`: required as a bearer key on everything but /health and /metrics; None takes any request.
     """
-    engine = SimEngine(models, timing or SimTiming(), seed)
+    engine = SimEngine(models, timing or SimTiming(), seed, api_key)
     await engine._start(host, port)
     return engine

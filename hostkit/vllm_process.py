@@ -9,6 +9,10 @@
   stopped and launched again after a back-off doubling from restart_initial_s to restart_max_s;
   the back-off starts over once a launch has stayed healthy for STABLE_AFTER_S.
 - Stopped with SIGTERM to its process group, then SIGKILL after stop_grace_s.
+- Locked with the host's engine key: in VLLM_API_KEY (vLLM's own check, /v1 only) and enforced on
+  every other route too by hostkit/vllm_plugins/tokenmill_engine_guard.py (`--middleware`; see
+  there why vLLM's check alone leaves /invocations open). Never on the command line, which `ps`
+  and vLLM's own startup log show, nor in the log header or the events.
 Every launch, exit and relaunch goes to the agent's log and to the shared EngineEvents, which
 `tokenmill-host status` shows.
 """
@@ -24,6 +28,7 @@ import shlex
 import signal
 import time
 from collections import deque
+from pathlib import Path
 from typing import BinaryIO, Literal
 
 import httpx
@@ -37,6 +42,14 @@ STABLE_AFTER_S = 600.0
 STARTING_POLL_S = 1.0  # /health while a launch loads
 RUNNING_POLL_S = 5.0  # /health once healthy; an exit is noticed at once, not by polling
 MAX_EVENTS = 50
+# vLLM imports the guard from this directory, put first on its PYTHONPATH: the directory holds that one
+# standard-library module, so it loads whatever Python vLLM runs in and shadows no package of vLLM's.
+GUARD_DIR = Path(__file__).resolve().with_name("vllm_plugins")
+GUARD_MIDDLEWARE = "tokenmill_engine_guard.EngineKeyGuard"
+# vLLM takes its key from --api-key or from this variable (vllm/envs.py "VLLM_API_KEY"; api_server.py builds its
+# AuthenticationMiddleware from `args.api_key or [envs.VLLM_API_KEY]`, older versions the other way round) and
+# then wants `Authorization: Bearer <key>` on /v1. The guard reads the same variable.
+KEY_ENV = "VLLM_API_KEY"
 
 ProcessState = Literal["starting", "healthy", "unhealthy", "waiting", "stopped"]
 
@@ -65,11 +78,13 @@ def _exit_text(code: int | None) -> str:
 
 class SupervisedVllm:
     def __init__(self, spec: EngineSpec, port: int, listen_host: str, local_url: str, settings: VllmSettings,
-                 events: EngineEvents) -> None:
+                 events: EngineEvents, key: str) -> None:
         self.spec = spec
         self.port = port
         self.local_url = local_url
-        self.argv = vllm_command(spec, executable=settings.executable, host=listen_host, port=port)
+        self.argv = vllm_command(spec, executable=settings.executable, host=listen_host, port=port,
+                                 middleware=[GUARD_MIDDLEWARE])
+        self._key = key
         self.log_path = settings.log_dir / f"vllm-{spec.model}.log"
         self.state: ProcessState = "stopped"
         self.launches = 0  # also the instance number: each launch must be checked again
@@ -156,6 +171,8 @@ class SupervisedVllm:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in self.spec.devices)
         if self._settings.hf_cache_dir is not None:
             env["HF_HUB_CACHE"] = str(self._settings.hf_cache_dir)
+        env[KEY_ENV] = self._key
+        env["PYTHONPATH"] = os.pathsep.join([str(GUARD_DIR), *filter(None, [env.get("PYTHONPATH")])])
         out = await asyncio.to_thread(self._open_log)
         try:
             self._proc = await asyncio.create_subprocess_exec(

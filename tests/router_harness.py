@@ -1,10 +1,15 @@
 """A real router on loopback (uvicorn, real SQLite), with simulated hosts registered through
-the real host API. Used by the client API, failover and drain tests."""
+the real host API. Used by the client API, failover and drain tests.
+
+A simulated host's engine wants an engine key, as a real agent's does, and the host reports it in
+register and heartbeat; `add_host(..., keyed=False)` plays an agent from before engine keys."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -21,10 +26,11 @@ FAST = SimTiming(speed=0)
 
 
 _ENGINE_PROCESS = """
-import asyncio, sys, json
+import asyncio, os, sys, json
 from hostkit.sim_engine import SimTiming, start_sim_engine
 async def main():
-    e = await start_sim_engine(json.loads(sys.argv[1]), timing=SimTiming.model_validate_json(sys.argv[2]))
+    e = await start_sim_engine(json.loads(sys.argv[1]), timing=SimTiming.model_validate_json(sys.argv[2]),
+                               api_key=os.environ.get("SIM_ENGINE_KEY") or None)
     print(e.port, flush=True)
     await asyncio.Event().wait()
 asyncio.run(main())
@@ -39,13 +45,13 @@ class EngineProcess:
         self.url = f"http://127.0.0.1:{port}"
 
     @classmethod
-    async def start(cls, models: list[str], timing: SimTiming) -> EngineProcess:
+    async def start(cls, models: list[str], timing: SimTiming, api_key: str | None = None) -> EngineProcess:
         import json
         import sys
 
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", _ENGINE_PROCESS, json.dumps(models), timing.model_dump_json(),
-            stdout=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, env={**os.environ, "SIM_ENGINE_KEY": api_key or ""})
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         return cls(proc, int(line))
 
@@ -75,6 +81,7 @@ class SimHost:
     # The hardware check it reports per model: True passed (the default), False failed, None none yet.
     checks: dict[str, bool | None] = field(default_factory=dict)
     _checked_us: dict[str, tuple[bool, int]] = field(default_factory=dict)
+    engine_key: str | None = field(default=None, repr=False)  # what its engine wants; None: no key
 
     def _served(self) -> list[protocol.ServedModel]:
         return [protocol.ServedModel(model=m, endpoint=self.engine.url, engine="sim") for m in self.models]
@@ -93,7 +100,7 @@ class SimHost:
 
     async def register(self) -> None:
         body = protocol.Register(name=self.name, models=self._served(), agent_version="test",
-                                 checks=self._check_results())
+                                 checks=self._check_results(), engine_key=self.engine_key)
         r = await self.router.http.post("/hosts/register", content=msgspec.json.encode(body),
                                         headers={"Authorization": f"Bearer {self.token}"})
         r.raise_for_status()
@@ -103,7 +110,7 @@ class SimHost:
         while True:
             await asyncio.sleep(self.router.services.fleet.heartbeat_interval_s)
             body = protocol.Heartbeat(models=self._served(), in_flight=self.engine.running, draining=self.draining,
-                                      checks=self._check_results())
+                                      checks=self._check_results(), engine_key=self.engine_key)
             with contextlib.suppress(httpx.HTTPError):
                 r = await self.router.http.post("/hosts/heartbeat", content=msgspec.json.encode(body),
                                                 headers={"Authorization": f"Bearer {self.token}"})
@@ -134,16 +141,18 @@ class Router:
 
     async def add_host(self, name: str, models: list[str], *, timing: SimTiming = FAST,
                        payout_share_bps: int = 0, own_process: bool = False,
-                       checks: dict[str, bool | None] | None = None) -> SimHost:
+                       checks: dict[str, bool | None] | None = None, keyed: bool = True) -> SimHost:
         r = await self.http.post("/admin/hosts", json={"name": name, "provider": "local",
                                                        "payout_share_bps": payout_share_bps}, headers=self.admin)
         r.raise_for_status()
         enrolled = r.json()
+        key = secrets.token_urlsafe(32) if keyed else None
         if own_process:
-            engine = await EngineProcess.start(models, timing)
+            engine = await EngineProcess.start(models, timing, key)
         else:
-            engine = await start_sim_engine(models, timing=timing)
-        host = SimHost(self, name, enrolled["token"], enrolled["host"]["id"], engine, models, checks=dict(checks or {}))
+            engine = await start_sim_engine(models, timing=timing, api_key=key)
+        host = SimHost(self, name, enrolled["token"], enrolled["host"]["id"], engine, models, checks=dict(checks or {}),
+                       engine_key=key)
         await host.register()
         self.hosts.append(host)
         return host

@@ -45,6 +45,8 @@ class ProvisionRequest(msgspec.Struct, forbid_unknown_fields=True):
     ssh_host: str | None = None
     ssh_port: int = 22
     ssh_user: str = "root"
+    # provider "ssh" with engine vllm: how many of the `gpu` cards the machine has (the engines' tensor parallelism)
+    gpu_count: int = 1
 
 
 class JobEventOut(msgspec.Struct):
@@ -74,6 +76,8 @@ class JobOut(msgspec.Struct):
     finished_us: int | None
     error: str | None
     events: list[JobEventOut]  # those after the `after` the caller gave (all when 0)
+    # While state is waiting_host_key: the key the machine presented, to compare and confirm.
+    host_key: HostKeyOut | None = None
 
 
 class HostKeyOut(msgspec.Struct):

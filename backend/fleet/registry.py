@@ -2,6 +2,11 @@
 
 Hosts are enrolled by the operator (a row and a token); a host's agent registers and then
 heartbeats. All of this lives in memory; only enrolment and state changes touch the database.
+
+A host's engines want its engine key (hostkit/protocol.py Register.engine_key) as a bearer token:
+it is kept here only, in memory (never in the database, the admin API, events or logs: the fields
+holding it are left out of repr), and each replica carries the headers to forward with, built
+once when the key arrives so that the proxy formats nothing per request.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from multidict import CIMultiDict, CIMultiDictProxy
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
@@ -33,6 +39,22 @@ class FleetError(LookupError):
     pass
 
 
+# What the router sends an engine with every request it forwards (the body is always JSON). Read-only:
+# shared by every replica, and passed to aiohttp as is.
+PLAIN_ENGINE_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+
+
+def engine_headers(key: str | None) -> CIMultiDictProxy[str]:
+    """The forwarding headers for engines that want `key` (None: an older agent's, which want none)."""
+    if not key:
+        return PLAIN_ENGINE_HEADERS
+    return CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json", "Authorization": f"Bearer {key}"}))
+
+
+def _plain_headers() -> CIMultiDictProxy[str]:
+    return PLAIN_ENGINE_HEADERS
+
+
 @dataclass(eq=False, slots=True)
 class Replica:
     """One model served by one host: what the balancer chooses among."""
@@ -48,6 +70,8 @@ class Replica:
     outstanding: int = 0
     failures: int = 0
     ejected_until: float = 0.0  # monotonic time
+    # Sent with every forwarded request: the host's engine_headers(), shared by its replicas.
+    headers: CIMultiDictProxy[str] = field(default_factory=_plain_headers, repr=False)
     _urls: dict[str, URL] = field(default_factory=dict)
 
     def endpoint(self, path: str) -> URL:
@@ -76,6 +100,9 @@ class HostState:
     in_flight: int = 0
     replicas: dict[str, Replica] = field(default_factory=dict)
     was_up: bool = False
+    # What its agent said its engines want (in memory only; see the module doc).
+    engine_key: str | None = field(default=None, repr=False)
+    engine_headers: CIMultiDictProxy[str] = field(default_factory=_plain_headers, repr=False)
 
     @property
     def outstanding(self) -> int:
@@ -238,6 +265,15 @@ class Fleet:
         self._events.add("host.enrolled", host_id, f"{name} enrolled ({provider})")
         return host, token
 
+    async def set_cost(self, host: HostState, cost_per_hour: int) -> None:
+        """What the host's machine costs per hour (nano-USD), e.g. once the rented offer is known."""
+        if cost_per_hour < 0:
+            raise ValueError(f"cost_per_hour: must not be negative, got {cost_per_hour}")
+        async with self._engine.begin() as conn:
+            await conn.execute(update(Host.__table__).where(Host.__table__.c.id == host.id)
+                               .values(cost_per_hour=cost_per_hour))
+        host.cost_per_hour = cost_per_hour
+
     async def _set_state(self, host: HostState, state: str) -> None:
         # In memory first: the router stops choosing a draining host at once, and a second call
         # arriving during the write sees the new state.
@@ -279,6 +315,7 @@ class Fleet:
         host.gpu_type = msg.gpu_type
         host.gpus = list(msg.gpus)
         host.agent_version = msg.agent_version
+        self._set_engine_key(host, msg.engine_key)  # None too: an older agent's engines want no key
         self._set_replicas(host, msg.models, msg.checks)
         first = not host.registered
         host.registered = True
@@ -300,6 +337,8 @@ class Fleet:
             self._events.add("host.back", host.id, f"{host.name} heard from again")
         host.in_flight = msg.in_flight
         host.gpus = list(msg.gpus)
+        if msg.engine_key is not None:
+            self._set_engine_key(host, msg.engine_key)
         self._set_replicas(host, msg.models, msg.checks)
         if msg.draining and host.state == "active":
             await self.drain(host, by="host")
@@ -312,6 +351,18 @@ class Fleet:
             host.registered = False
             self._events.add("host.left", host.id, f"{host.name} left the fleet")
 
+    @staticmethod
+    def _set_engine_key(host: HostState, key: str | None) -> None:
+        if key == host.engine_key:
+            return
+        host.engine_key = key
+        host.engine_headers = engine_headers(key)
+        for rep in host.replicas.values():
+            rep.headers = host.engine_headers
+            # Refused with the old key (401), maybe: a new key deserves a new try at once.
+            rep.failures = 0
+            rep.ejected_until = 0.0
+
     def _set_replicas(self, host: HostState, served: list[protocol.ServedModel],
                       checks: list[protocol.CheckResult]) -> None:
         wanted = {m.model: m for m in served}
@@ -323,7 +374,7 @@ class Fleet:
             if rep is None or rep.url != m.endpoint.rstrip("/"):
                 if rep is not None:
                     self._unlink(rep)
-                rep = Replica(host, model, m.endpoint.rstrip("/"), m.engine)
+                rep = Replica(host, model, m.endpoint.rstrip("/"), m.engine, headers=host.engine_headers)
                 host.replicas[model] = rep
                 self._by_model.setdefault(model, []).append(rep)
             rep.ready = m.ready

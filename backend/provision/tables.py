@@ -55,3 +55,36 @@ class ProvisionStep(SQLModel, table=True):
     # dropped from its beginning are counted in output_dropped_bytes.
     output: str = Field(sa_column=Column(Text, nullable=False, server_default=""))
     output_dropped_bytes: int = Field(sa_column=Column(BigInteger, nullable=False, server_default="0"))
+
+
+HOST_STATES = ("provisioning", "serving", "failed", "interrupted", "tearing_down", "removed")
+
+
+class ProvisionedHost(SQLModel, table=True):
+    """A host tokenmill set up itself, with what tearing it down needs: where the machine is, and
+    which cloud instance (if any) bills for it. Kept across restarts of the backend, so a host
+    provisioned last week can still be torn down and its instance destroyed."""
+
+    __tablename__ = "provisioned_host"
+    __table_args__ = (
+        CheckConstraint("state IN ('provisioning', 'serving', 'failed', 'interrupted', 'tearing_down', 'removed')",
+                        name="ck_provisioned_host_state"),
+    )
+
+    host_id: str = Field(sa_column=Column(Text, ForeignKey("host.id"), primary_key=True))
+    provider: str = Field(sa_column=Column(Text, nullable=False))
+    # The instance's unique name at the provider: how an instance whose id we never heard back
+    # (the backend stopped during create) is found again.
+    instance_name: str = Field(sa_column=Column(Text, nullable=False))
+    # The provider's instance id; None for the operator's own machines (provider ssh) and until
+    # the provider has answered the create.
+    instance_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    ssh_host: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    ssh_port: int = Field(sa_column=Column(Integer, nullable=False, server_default="22"))
+    ssh_user: str = Field(sa_column=Column(Text, nullable=False, server_default="root"))
+    model: str = Field(sa_column=Column(Text, nullable=False))
+    # JSON object: the teardown playbook's variables as bootstrap used them (install_dir...).
+    teardown_variables: str = Field(sa_column=Column(Text, nullable=False, server_default="{}"))
+    created_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    state: str = Field(sa_column=Column(Text, nullable=False))

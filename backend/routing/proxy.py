@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import aiohttp
 import msgspec
-from multidict import CIMultiDict
 
 from backend.api.errors import ApiError, error_bytes
 from backend.clients.service import ClientDirectory, KeyInfo
@@ -34,7 +33,6 @@ from backend.routing.wire import ClientRequest, TokenUsage, decode_any, decode_r
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 2
-_UPSTREAM_HEADERS = CIMultiDict({"Content-Type": "application/json"})
 # Tokens a chat template may add around the messages (role markers, system preamble).
 TEMPLATE_TOKENS = 256
 _JSON = "application/json"
@@ -206,9 +204,12 @@ class Proxy:
             rep.outstanding += 1
             resp = None
             try:
-                resp = await self._session.post(rep.endpoint(path), data=body, headers=_UPSTREAM_HEADERS)
+                # rep.headers: built once per host, with its engine key (backend/fleet/registry.py).
+                resp = await self._session.post(rep.endpoint(path), data=body, headers=rep.headers)
                 if resp.status >= 500:
                     raise UpstreamFailed(502, f"the engine answered {resp.status}")
+                if resp.status == 401:  # the engine's key, not the client's: never pass this on as theirs
+                    raise UpstreamFailed(502, "the engine refused the router's engine key (401)")
                 if call.stream and resp.status == 200:
                     payload = await resp.content.readany()
                     if not payload:

@@ -8,9 +8,10 @@ generator (loadgen.py) measures
 with the router pinned to core 0 and the fake upstream, the load generator and this runner
 pinned to core 1 (`taskset`). The router runs from a fresh temporary data dir (its own SQLite
 ledger and admin token); the fake upstream is enrolled and registered as a host's engine
-through the real admin and host APIs and kept alive by heartbeats; a client with credit and a
-key pays for every request. At the end the usage report (`GET /admin/usage?group_by=model`)
-must count every request served through the router.
+through the real admin and host APIs (with an engine key, so the router sends it as in production)
+and kept alive by heartbeats; a client with credit and a key pays for every request. At the end
+the usage report (`GET /admin/usage?group_by=model`) must count every request served through the
+router.
 
     .venv/bin/python bench/gateway/run.py                  # 5 s per point (~2 min)
     .venv/bin/python bench/gateway/run.py --quick          # smoke run (~30 s)
@@ -48,6 +49,9 @@ sys.path.insert(0, str(ROOT))
 from hostkit import protocol  # noqa: E402
 
 MODEL = "llama-3.1-8b-instruct"
+# Reported as a real agent does, so the router forwards with `Authorization: Bearer <key>` as it does in
+# production (the fake upstream does not check it: the integration tests do).
+ENGINE_KEY = "bench-engine-key-" + "0" * 26
 CONCURRENCY = (1, 16, 64)
 MODES = ("unary", "stream")
 DEFAULT_OUT = Path(tempfile.gettempdir()) / "tokenmill-gateway-bench" / "latest.json"
@@ -193,7 +197,7 @@ class Bench:
                                         headers=self.admin), "enroll host")
         self.host_token = host["token"]
         reg = protocol.Register(name="bench-upstream", models=self._served(), agent_version="bench",
-                                checks=self._checks())
+                                checks=self._checks(), engine_key=ENGINE_KEY)
         self._ok(await http.post("/hosts/register", content=msgspec.json.encode(reg),
                                  headers={"Authorization": f"Bearer {self.host_token}",
                                           "Content-Type": "application/json"}), "register host")
@@ -211,7 +215,8 @@ class Bench:
             raise SystemExit(f"{MODEL} has no replica after registration: {mine}")
 
     async def heartbeat(self, http: httpx.AsyncClient) -> None:
-        body = msgspec.json.encode(protocol.Heartbeat(models=self._served(), checks=self._checks()))
+        body = msgspec.json.encode(protocol.Heartbeat(models=self._served(), checks=self._checks(),
+                                                      engine_key=ENGINE_KEY))
         headers = {"Authorization": f"Bearer {self.host_token}", "Content-Type": "application/json"}
         while True:
             await asyncio.sleep(2.0)

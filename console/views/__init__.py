@@ -8,7 +8,9 @@ from console.views.events import EventsView
 from console.views.fleet import FleetView
 from console.views.models import ModelsView
 from console.views.overview import OverviewView
+from console.views.provision import ProvisionView
 
-VIEWS: dict[str, type[View]] = {v.view_name: v for v in (OverviewView, ModelsView, FleetView, ClientsView, EventsView)}
+VIEWS: dict[str, type[View]] = {v.view_name: v for v in (OverviewView, ModelsView, FleetView, ClientsView, EventsView,
+                                                                  ProvisionView)}
 
 __all__ = ["VIEWS", "View"]

@@ -30,7 +30,7 @@ async def _settle(pilot, after: int = 0) -> None:
     await pilot.pause()
 
 
-@pytest.mark.parametrize("view", ["overview", "models", "fleet", "clients", "events"])
+@pytest.mark.parametrize("view", ["overview", "models", "fleet", "clients", "events", "provision"])
 def test_view_120x40(snap_compare, backend, view):
     assert snap_compare(_app(backend, view), terminal_size=(120, 40), run_before=_settle)
 

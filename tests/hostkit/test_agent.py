@@ -61,9 +61,15 @@ async def test_registers_then_heartbeats_engine_metrics(agent: Agent, router: Fa
         return metrics.generation_tokens_total if metrics else 0
 
     checked_tokens = reported_tokens()  # the check's own completions
-    # The advertised endpoint is a working OpenAI-compatible engine whose metrics reach the router.
+    # The advertised endpoint is a working OpenAI-compatible engine whose metrics reach the router;
+    # it takes requests only with the engine key the agent registered (and sends with every heartbeat).
     endpoint = register.models[0].endpoint
+    assert register.engine_key and register.engine_key == agent.engine.key
+    assert all(beat.engine_key == register.engine_key for beat in router.heartbeats())
     async with openai.AsyncOpenAI(base_url=endpoint + "/v1", api_key="x", max_retries=0) as client:
+        with pytest.raises(openai.AuthenticationError):
+            await client.models.list()
+    async with openai.AsyncOpenAI(base_url=endpoint + "/v1", api_key=register.engine_key, max_retries=0) as client:
         await client.chat.completions.create(model=MODELS[0], messages=[{"role": "user", "content": "hi"}],
                                              max_tokens=5)
     before = router.count("/hosts/heartbeat")
@@ -94,7 +100,7 @@ async def test_local_drain_waits_for_the_engine_then_resume(router: FakeRouter) 
     try:
         await eventually(lambda: agent.state == "active")
         endpoint = agent.status().endpoints[MODELS[0]]
-        async with openai.AsyncOpenAI(base_url=endpoint + "/v1", api_key="x", max_retries=0) as client:
+        async with openai.AsyncOpenAI(base_url=endpoint + "/v1", api_key=agent.engine.key, max_retries=0) as client:
             request = asyncio.create_task(client.chat.completions.create(
                 model=MODELS[0], messages=[{"role": "user", "content": "hi"}], max_tokens=8))
             await eventually(lambda: agent.status().in_flight == 1, what="request seen in flight")

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hostkit.agent import Agent
@@ -69,6 +70,21 @@ async def test_drain_timeout_exits_non_zero_with_progress(control: tuple[Agent, 
     assert "not drained" in captured.err
 
 
+async def test_the_engine_key_is_given_on_its_own_path_and_only_to_loopback(
+        control: tuple[Agent, ControlServer], capsys: pytest.CaptureFixture[str]) -> None:
+    agent, server = control
+    key = agent.engine.key
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/engine-key")).json() == {"engine_key": key}
+        assert key not in (await http.get("/status")).text
+        # A web page that rebinds its own name to 127.0.0.1 sends that name as the Host.
+        rebound = await http.get("/engine-key", headers={"Host": f"evil.example:{server.port}"})
+        assert rebound.status_code == 403 and key not in rebound.text
+    assert await cli("status", "--control-port", str(server.port), "--json") == 0
+    assert await cli("status", "--control-port", str(server.port)) == 0
+    assert key not in capsys.readouterr().out
+
+
 async def test_no_agent_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert await cli("status", "--control-port", "1") == 1
     assert "no agent answers" in capsys.readouterr().err
@@ -102,6 +118,8 @@ async def test_run_process_registers_then_leaves_cleanly_on_sigterm(router: Fake
     assert router.paths()[-1] == "/hosts/deregister"
     assert "registered with" in stderr and TOKEN not in stderr
     assert router.calls[0][1].name == "proc-host"
+    engine_key = router.calls[0][1].engine_key  # made at start, told the router, logged nowhere (DEBUG included)
+    assert engine_key and engine_key not in stderr
 
 
 async def test_run_with_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

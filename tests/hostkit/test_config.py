@@ -139,3 +139,19 @@ def test_invalid_vllm_configs_say_what_to_fix(tmp_path: Path, text: str, needle:
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, text), env={})
     assert needle in str(err.value) and str(tmp_path / "agent.toml") in str(err.value)
+
+
+def test_engine_key_given_or_random_per_start_and_never_shown(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    random_keys = load_config(path, env={})
+    assert random_keys.engine_key is None
+    first, second = random_keys.new_engine_key(), random_keys.new_engine_key()
+    assert first != second and len(first) >= 43  # secrets.token_urlsafe(32)
+    chosen = "operator-chosen-engine-key-0123456789"
+    cfg = load_config(path, env={"TOKENMILL_HOST_ENGINE_KEY": chosen})
+    assert cfg.new_engine_key() == chosen and cfg.new_engine_key() == chosen
+    assert chosen not in repr(cfg) and chosen not in str(cfg.model_dump())
+    for bad in ("short-key", "has a space in it, which a header cannot carry", "ünïcode-is-not-for-headers-ok"):
+        with pytest.raises(ConfigError, match=r"field engine_key: .*at least 16 characters") as err:
+            load_config(path, env={"TOKENMILL_HOST_ENGINE_KEY": bad})
+        assert bad not in str(err.value)

@@ -3,6 +3,7 @@ that serves the simulated engine over real HTTP, crashes, hangs at start or igno
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -151,7 +152,53 @@ async def test_devices_and_cache_reach_the_process(fake_vllm: FakeVllm, tmp_path
         await eventually(lambda: healthy(engine, "alpha-8b"), 20, "healthy")
     finally:
         await engine.stop()
-    assert fake_vllm.launches()[0]["env"] == {"CUDA_VISIBLE_DEVICES": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}
+    env = fake_vllm.launches()[0]["env"]
+    assert (env["CUDA_VISIBLE_DEVICES"], env["HF_HUB_CACHE"]) == ("1", str(tmp_path / "hf"))
+
+
+async def test_vllm_is_locked_with_the_engine_key_which_no_log_or_command_line_shows(
+        fake_vllm: FakeVllm, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")  # kept, after the guard's directory
+    fake_vllm.set("crash_starts", "1")  # a relaunch keeps the key the router already has
+    engine = VllmEngine(vllm_config(fake_vllm))
+    key = engine.key
+    try:
+        [endpoint] = await engine.start()
+        await eventually(lambda: healthy(engine, "alpha-8b"), 20, "healthy")
+        async with httpx.AsyncClient(base_url=endpoint.local_url) as http:
+            assert (await http.get("/health")).status_code == 200 and (await http.get("/metrics")).status_code == 200
+            body = {"model": "alpha-8b", "prompt": "hi", "max_tokens": 2}
+            refused = await http.post("/v1/completions", json=body)
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+            wrong = await http.post("/v1/completions", json=body, headers={"Authorization": "Bearer " + "x" * 43})
+            assert wrong.status_code == 401
+            ok = await http.post("/v1/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+            assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2
+    finally:
+        await engine.stop()
+
+    launches = fake_vllm.launches()
+    assert len(launches) == 2 and all(launch["env"]["VLLM_API_KEY"] == key for launch in launches)
+    guard_dir = str(vllm_process.GUARD_DIR)
+    assert launches[0]["env"]["PYTHONPATH"] == os.pathsep.join([guard_dir, "/somewhere/else"])
+    argv = launches[0]["argv"]
+    assert argv[argv.index("--middleware") + 1] == "tokenmill_engine_guard.EngineKeyGuard"  # loaded by fake vllm
+    # The key is in vLLM's environment only: not on its command line (`ps`), not in the launch header the
+    # agent writes to the engine's log, not in the agent's log or the engine events.
+    assert not any(key in a for launch in launches for a in launch["argv"])
+    engine_log = (fake_vllm.dir.parent / "logs" / "vllm-alpha-8b.log").read_text()
+    assert engine_log.count("tokenmill-host launch ") == 2 and key not in engine_log
+    assert key not in caplog.text and not any(key in e for e in engine.recent_events())
+    assert "launched (pid" in caplog.text
+
+
+def test_a_spec_cannot_give_vllm_another_key() -> None:
+    from hostkit.engine_spec import EngineSpec
+
+    with pytest.raises(ValueError, match="must not set --api-key"):
+        EngineSpec(model="m", hf_id="org/m", extra_args=["--api-key", "mine"],
+                   requirements={"vram_gb": 1, "min_compute_capability": "8.0", "weights_gb": 1})
 
 
 async def test_suspend_frees_the_gpu_and_resume_relaunches(engine: VllmEngine) -> None:

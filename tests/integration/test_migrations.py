@@ -10,7 +10,7 @@ from sqlmodel import SQLModel
 import backend.tables  # noqa: F401
 from backend.ledger.db import current_revision, make_engine, migrate
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 async def test_migrated_schema_matches_the_tables(engine):

@@ -24,7 +24,7 @@ from backend.fleet.providers.errors import (
 )
 from backend.fleet.providers.registry import PROVIDERS, provider, ssh_public_key
 from backend.fleet.providers.retry import RetryPolicy
-from backend.fleet.providers.select import NoOfferFits, cheapest_offer
+from backend.fleet.providers.select import NoOfferFits, cheapest_offer, fitting_offers
 
 __all__ = [
     "PROVIDERS",
@@ -47,6 +47,7 @@ __all__ = [
     "RateLimited",
     "RetryPolicy",
     "cheapest_offer",
+    "fitting_offers",
     "provider",
     "ssh_public_key",
 ]

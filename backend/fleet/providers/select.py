@@ -77,8 +77,7 @@ def cheapest_offer(offers: Iterable[Offer], model: str | ModelEntry, catalogue: 
         candidates.append(offer)
 
     if candidates:
-        return min(candidates, key=lambda o: (o.price_per_hour, _KIND_RANK.get(o.kind, 9), o.gpu_count,
-                                              -o.total_vram_gb, o.provider, o.offer_id))
+        return min(candidates, key=offer_order)
     what = f"No offer fits {entry.id} at {quant}"
     needs = f"it needs {need:g} GB of GPU memory"
     if seen == 0:
@@ -96,6 +95,25 @@ def cheapest_offer(offers: Iterable[Offer], model: str | ModelEntry, catalogue: 
     kinds_shown = ", ".join(sorted(kinds)) or "none"
     raise NoOfferFits(f"{what} among the kinds allowed ({kinds_shown}): "
                       f"{_offers(fitting_memory - wrong_card)} of other kinds would")
+
+
+def offer_order(offer: Offer) -> tuple:
+    """How offers that fit are ranked (cheapest_offer's tie-breaks), best first."""
+    return (offer.price_per_hour, _KIND_RANK.get(offer.kind, 9), offer.gpu_count, -offer.total_vram_gb,
+            offer.provider, offer.offer_id)
+
+
+def fitting_offers(offers: Iterable[Offer], model: str | ModelEntry, catalogue: Catalogue,
+                   quantization: Quantization | None = None, *,
+                   kinds: Collection[str] = DEFAULT_KINDS) -> list[Offer]:
+    """Every offer that fits `model` (as cheapest_offer decides), best first; [] when none does."""
+    fitting = []
+    for offer in offers:
+        try:
+            fitting.append(cheapest_offer([offer], model, catalogue, quantization, kinds=kinds))
+        except NoOfferFits:
+            continue
+    return sorted(fitting, key=offer_order)
 
 
 def _offers(n: int) -> str:

@@ -3,11 +3,9 @@ recording into a real SQLite file, and (once per session) the tokenmill wheel to
 
 from __future__ import annotations
 
+import asyncio
 import getpass
-import importlib.util
 import shutil
-import subprocess
-import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from backend.ledger.db import make_engine, migrate_blocking
 from backend.provision.known_hosts import KnownHosts, entry_name
 from backend.provision.runner import PlaybookRunner
 from backend.provision.ssh import SshTarget
+from backend.provision.wheel import build_wheel, source_checkout
 from tests.integration.provision.sshd import SSHD, Sshd, keygen
 from tests.ports import free_port
 
@@ -96,14 +95,11 @@ def runner(db, trusted) -> PlaybookRunner:
 
 @pytest.fixture(scope="session")
 def tokenmill_wheel(tmp_path_factory) -> Path:
-    """The tokenmill wheel of this checkout, built once per session."""
+    """The tokenmill wheel of this checkout, built once per session, as the backend builds it for hosts."""
     out = tmp_path_factory.mktemp("wheel")
-    # With hatchling at hand no network is needed; otherwise pip fetches it into an isolated build.
-    isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
-                           *isolation, "-w", str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"building the wheel failed:\n{proc.stdout}\n{proc.stderr}"
-    (wheel,) = out.glob("tokenmill-*.whl")
+    assert source_checkout() == ROOT
+    wheel = asyncio.run(build_wheel(ROOT, out))
+    assert list(out.glob("*.whl")) == [wheel]
     return wheel
 
 

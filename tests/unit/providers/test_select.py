@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.catalogue import load_catalogue
-from backend.fleet.providers import NoOfferFits, Offer, cheapest_offer
+from backend.fleet.providers import NoOfferFits, Offer, cheapest_offer, fitting_offers
 
 CAT = load_catalogue()
 USD = 10**9
@@ -92,3 +92,15 @@ def test_a_model_entry_or_an_unknown_id():
     assert cheapest_offer([offer("rtx4090")], entry, CAT).gpu == "rtx4090"  # fp8: 16.9 GB
     with pytest.raises(KeyError, match="unknown model 'nope'"):
         cheapest_offer([offer("rtx4090")], "nope", CAT)
+
+
+def test_fitting_offers_are_every_offer_cheapest_offer_could_pick_best_first():
+    offers = [offer("a100-80gb", usd="1.89"), offer("rtx3090", usd="0.19"), offer("gtx1050ti", usd="0.05"),
+              offer("rtx4090", usd="0.34", kind="spot"), offer("l4", usd="0.34"), offer("rtx4090", usd="0.34",
+                                                                                        kind="community")]
+    ranked = fitting_offers(offers, "llama-3.1-8b-instruct", CAT)
+    # the GTX 1050 Ti (4 GB) does not hold it; spot is left out; at equal prices on-demand comes first
+    assert [(o.gpu, o.kind) for o in ranked] == [("rtx3090", "on_demand"), ("l4", "on_demand"),
+                                                  ("rtx4090", "community"), ("a100-80gb", "on_demand")]
+    assert ranked[0] is cheapest_offer(offers, "llama-3.1-8b-instruct", CAT)
+    assert fitting_offers([offers[2]], "llama-3.1-8b-instruct", CAT) == []

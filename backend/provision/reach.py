@@ -1,0 +1,114 @@
+"""Getting to a machine before a playbook runs: its SSH port open, its host key trusted.
+
+An unknown host key puts the job in `waiting_host_key` until the operator confirms the
+fingerprint (the confirm endpoint wakes the job; a confirmation made by another backend replica
+is seen within a second). A changed key, or no confirmation in time, fails the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from backend.api.provision_wire import HostKeyOut
+from backend.provision.jobs import Job
+from backend.provision.known_hosts import HostKeyChanged, HostKeyUnknown, KnownHosts
+from backend.provision.ssh import SshConnection, SshError, SshTarget
+
+PORT_RETRY_S = 2.0  # between attempts to reach a booting machine's SSH port
+KEY_POLL_S = 1.0  # between looks at the known_hosts file while waiting for a confirmation
+
+
+class ProvisionError(Exception):
+    """A job cannot go on; the message is what the operator reads."""
+
+
+class KeyWaiters:
+    """Wakes jobs waiting for a host key confirmation as soon as one is confirmed here."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout_s)
+
+
+async def wait_for_port(job: Job, host: str, port: int, deadline: float) -> None:
+    """Until something accepts TCP connections on host:port (sshd of a booting machine)."""
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PORT_RETRY_S * 2)
+        except (OSError, TimeoutError) as exc:
+            if time.monotonic() + PORT_RETRY_S > deadline:
+                raise ProvisionError(f"{host}:{port} did not accept SSH connections in time ({attempts} attempts, "
+                                     f"the last: {exc or type(exc).__name__})") from None
+            if attempts == 1:
+                job.add("phase", f"{host}:{port} does not accept connections yet; trying every {PORT_RETRY_S:g} s")
+            await asyncio.sleep(PORT_RETRY_S)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
+async def ensure_trusted(job: Job, target: SshTarget, known_hosts: KnownHosts, waiters: KeyWaiters, *,
+                         key_timeout_s: float, login_deadline: float) -> None:
+    """Log in once: returns when the host key is trusted and our key accepted.
+
+    Logins refused before `login_deadline` are retried (a rented machine's sshd may answer
+    before our public key is installed); an unknown key waits for the operator up to
+    key_timeout_s; a changed key fails at once.
+    """
+    key_deadline: float | None = None
+    while True:
+        try:
+            conn = await SshConnection.open(target, known_hosts)
+        except HostKeyChanged as exc:
+            raise ProvisionError(str(exc)) from None
+        except HostKeyUnknown as exc:
+            key_deadline = key_deadline or time.monotonic() + key_timeout_s
+            await _wait_for_confirmation(job, exc, known_hosts, waiters, key_deadline, key_timeout_s)
+            continue
+        except SshError as exc:
+            if time.monotonic() + PORT_RETRY_S > login_deadline:
+                raise ProvisionError(str(exc)) from None
+            job.add("phase", f"SSH not ready yet ({exc}); retrying")
+            await asyncio.sleep(PORT_RETRY_S)
+            continue
+        await conn.close()
+        return
+
+
+async def _wait_for_confirmation(job: Job, exc: HostKeyUnknown, known_hosts: KnownHosts, waiters: KeyWaiters,
+                                 deadline: float, timeout_s: float) -> None:
+    p = exc.pending
+    job.state = "waiting_host_key"
+    job.host_key = HostKeyOut(p.host, p.port, p.key_type, p.fingerprint, p.seen_us)
+    job.phase = "waiting for the host key to be confirmed"
+    job.add("host_key", f"{p.host}:{p.port} presented a host key tokenmill does not know: {p.key_type} "
+                        f"{p.fingerprint}. Compare it with the machine's own (ssh-keygen -lf "
+                        f"/etc/ssh/ssh_host_*_key.pub on it, or the provider's console), then confirm it "
+                        f"(tokenmill host-keys confirm {p.host} {p.port} {p.fingerprint}).")
+    try:
+        while True:
+            known = await asyncio.to_thread(known_hosts.known)
+            if any(k.host == p.host and k.port == p.port for k in known):
+                job.add("phase", f"host key of {p.host}:{p.port} confirmed")
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProvisionError(f"nobody confirmed the host key {p.fingerprint} of {p.host}:{p.port} "
+                                     f"within {timeout_s:g} s (host_key_timeout_s)")
+            await waiters.wait(min(KEY_POLL_S, remaining))
+    finally:
+        if job.state == "waiting_host_key":
+            job.state, job.host_key = "running", None
