@@ -46,6 +46,17 @@ every interface (engine_host = "0.0.0.0", what the bootstrap playbook writes) an
 advertise_host, the address the router dials (the config is refused otherwise). Either way the
 engines take requests only with the engine key (engine_key, a random one per start unless given;
 /health and /metrics stay open), which the agent hands the router in every register and heartbeat.
+
+Behind a port mapping (a RunPod pod or a Vast.ai container: the cloud forwards a public port of its
+own choosing to the container's port), advertise_ports maps an engine's port to the public port the
+router dials at advertise_host (required then); an engine whose port is not mapped is advertised on
+its own port. Every port is 1..65535; in the environment: TOKENMILL_HOST_ADVERTISE_PORTS__8001=41234.
+
+    engine_host = "0.0.0.0"
+    engine_port = 8001
+    advertise_host = "74.48.78.46"
+    [advertise_ports]
+    8001 = 41234                        # the router reaches the engine on 8001 at 74.48.78.46:41234
 """
 
 from __future__ import annotations
@@ -117,6 +128,9 @@ class AgentConfig(BaseModel):
                              description="first engine port (vLLM: one per model from here); 0 = any free port")
     advertise_host: str | None = Field(default=None, description="address the router reaches engines at; "
                                                                  "default engine_host")
+    advertise_ports: dict[int, int] = Field(
+        default_factory=dict, description="engine port -> the public port the router reaches it at (a cloud's "
+                                          "port mapping); an engine whose port is not here is reached on its own")
     control_port: int = Field(default=DEFAULT_CONTROL_PORT, ge=0, le=65535,
                               description="local control API on 127.0.0.1; 0 = any free port")
     heartbeat_interval_s: float = Field(default=HEARTBEAT_INTERVAL_S, gt=0,
@@ -157,11 +171,21 @@ class AgentConfig(BaseModel):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
 
+    @field_validator("advertise_ports")
+    @classmethod
+    def _valid_ports(cls, v: dict[int, int]) -> dict[int, int]:
+        bad = [f"{k} = {p}" for k, p in v.items() if not (1 <= k <= 65535 and 1 <= p <= 65535)]
+        if bad:
+            raise ValueError(f"every port must be 1..65535: {', '.join(bad)}")
+        return v
+
     @model_validator(mode="after")
     def _reachable_engine(self) -> AgentConfig:
         if self.engine_host in WILDCARD_HOSTS and not self.advertise_host:
             raise ValueError(f"engine_host {self.engine_host!r} listens everywhere: set advertise_host to the "
                              "address the router reaches this host at")
+        if self.advertise_ports and not self.advertise_host:
+            raise ValueError("advertise_ports maps ports of a public address: set advertise_host to it")
         return self
 
     @model_validator(mode="after")
@@ -189,6 +213,10 @@ class AgentConfig(BaseModel):
     @property
     def public_engine_host(self) -> str:
         return self.advertise_host or self.engine_host
+
+    def public_engine_port(self, port: int) -> int:
+        """The port the router reaches the engine listening on `port` at (public_engine_host)."""
+        return self.advertise_ports.get(port, port)
 
     @property
     def local_engine_host(self) -> str:

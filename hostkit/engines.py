@@ -71,7 +71,7 @@ class SimEngineRunner:
         self.sim = await start_sim_engine(c.models, host=c.engine_host, port=c.engine_port, timing=c.sim,
                                           seed=c.sim_seed, api_key=self.key)
         local = f"http://{url_host(c.local_engine_host)}:{self.sim.port}"
-        public = f"http://{url_host(c.public_engine_host)}:{self.sim.port}"
+        public = f"http://{url_host(c.public_engine_host)}:{c.public_engine_port(self.sim.port)}"
         return [EngineEndpoint(m, local, public) for m in self.sim.models]
 
     async def stop(self) -> None:
@@ -124,7 +124,8 @@ class VllmEngine:
             local = f"http://{url_host(c.local_engine_host)}:{port}"
             proc = SupervisedVllm(spec, port, c.engine_host, local, c.vllm, self.events, self.key)
             self.processes[spec.model] = proc
-            endpoints.append(EngineEndpoint(spec.model, local, f"http://{url_host(c.public_engine_host)}:{port}"))
+            public = f"http://{url_host(c.public_engine_host)}:{c.public_engine_port(port)}"
+            endpoints.append(EngineEndpoint(spec.model, local, public))
         for proc in self.processes.values():
             proc.start()
         return endpoints

@@ -32,7 +32,7 @@ from backend.fleet.providers import (
     cheapest_offer,
     fitting_offers,
 )
-from backend.fleet.providers.base import OfferKind
+from backend.fleet.providers.base import CreateOptions, OfferKind
 from backend.fleet.providers.errors import label
 from backend.fleet.providers.ssh import SshProvider
 from backend.fleet.registry import HostState
@@ -42,7 +42,7 @@ from backend.provision.jobs import Job
 from backend.provision.playbook import load_named
 from backend.provision.reach import ProvisionError, ensure_trusted, wait_for_port
 from backend.provision.ssh import SshTarget
-from backend.provision.variables import bootstrap_variables, teardown_variables
+from backend.provision.variables import bootstrap_variables, rented_engine_ports, teardown_variables
 from backend.provision.wheel import WheelError
 
 if TYPE_CHECKING:
@@ -167,10 +167,13 @@ class ProvisionJob:
         if not self.rented:
             return await cloud.create(offer, name=self.instance_name, ssh_public_key=self.public_key)
         job.enter("renting", f"renting {cloud.label} offer {offer.offer_id} as {self.instance_name!r}")
+        # Exposing the ports the engine will listen on (bootstrap_variables configures the agent with them).
+        options = CreateOptions(ports=rented_engine_ports(self.p.settings.provision_variables))
         candidates = [offer, *others]
         for i, candidate in enumerate(candidates):
             try:
-                instance = await cloud.create(candidate, name=self.instance_name, ssh_public_key=self.public_key)
+                instance = await cloud.create(candidate, name=self.instance_name, ssh_public_key=self.public_key,
+                                              options=options)
             except OfferTaken as exc:
                 if i == len(candidates) - 1:
                     raise
@@ -220,12 +223,17 @@ class ProvisionJob:
         values = bootstrap_variables(catalogue=p.catalogue, model=self.entry.id, engine=self.req.engine,
                                      gpu=offer.gpu, gpu_count=offer.gpu_count, router_url=router_url,
                                      host_token=token, wheel=wheel, ssh_host=self.instance.ssh_host,
-                                     rented=self.rented, extra=extra, playbook=bootstrap)
+                                     rented=self.rented, extra=extra, playbook=bootstrap,
+                                     port_map=self.instance.ports)
         resolved = bootstrap.resolve(values)  # VariableError (a ValueError) before anything runs
         self.teardown_values = teardown_variables(resolved, extra, teardown)
         await p.records.update(self.host.id, teardown_variables=self.teardown_values)
         job.enter("bootstrap", f"bootstrap on {target.address}: engine {self.req.engine}, model {self.entry.id}, "
                                f"router {router_url}")
+        for port, public in self.instance.ports.items():
+            if port in rented_engine_ports(extra):
+                job.add("phase", f"the engine's port {port} is reached at {self.instance.ssh_host}:{public} "
+                                 f"({self.cloud.label} maps it)")
         if self.rented and urlsplit(router_url).hostname in LOOPBACK:
             job.add("phase", f"warning: the agent is told to reach the router at {router_url}, which is this "
                              "machine's loopback address: a rented machine cannot reach it. Set public_url")

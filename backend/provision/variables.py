@@ -4,7 +4,7 @@ for every host (settings.provision_variables: a package mirror in pip_options, a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from backend.catalogue import Catalogue
@@ -14,8 +14,9 @@ from backend.provision.template import Value
 
 # Set by tokenmill for each host; an operator's value for them would serve the wrong model or
 # point the agent at the wrong router.
-RESERVED = ("engine", "models", "vllm_engines", "router_url", "host_token", "wheel")
-# The port a rented instance exposes for the engine (CreateOptions.ports' default).
+RESERVED = ("engine", "models", "vllm_engines", "router_url", "host_token", "wheel", "advertise_ports")
+# The port the engine listens on inside a rented instance, unless the operator's engine_port says
+# otherwise; the instance is created exposing it (rented_engine_ports, CreateOptions.ports).
 RENTED_ENGINE_PORT = 8000
 
 
@@ -36,10 +37,31 @@ def check_extra(extra: Mapping[str, object], bootstrap: Playbook, teardown: Play
                              f"nor the teardown playbook declares (they declare: {', '.join(sorted(known))})")
 
 
+def rented_engine_ports(extra: Mapping[str, Value]) -> tuple[int, ...]:
+    """The container ports a rented instance must expose for its engine (CreateOptions.ports): the one
+    model's engine listens on engine_port (its spec names no port of its own), RENTED_ENGINE_PORT
+    unless the operator's variables set another; none for 0 (any free port, which no cloud can map)."""
+    raw = extra.get("engine_port", RENTED_ENGINE_PORT)
+    port = raw if isinstance(raw, int) and not isinstance(raw, bool) else int(raw) if str(raw).isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise VariablesError(f"settings.provision_variables engine_port must be a port number, not {raw!r}")
+    return (port,) if port else ()
+
+
+def advertise_ports_toml(engine_ports: Sequence[int], mapped: Mapping[int, int]) -> str:
+    """The agent config's [advertise_ports] table for the engine ports the cloud maps to other public
+    ports (Instance.ports); empty when none is."""
+    lines = [f"{port} = {mapped[port]}" for port in engine_ports if port in mapped and mapped[port] != port]
+    return "\n".join(["[advertise_ports]", *lines]) + "\n" if lines else ""
+
+
 def bootstrap_variables(*, catalogue: Catalogue, model: str, engine: str, gpu: str | None, gpu_count: int,
                         router_url: str, host_token: str, wheel: Path, ssh_host: str, rented: bool,
-                        extra: Mapping[str, Value], playbook: Playbook) -> dict[str, object]:
-    """The bootstrap playbook's variables for one host (the operator's extras last, but never RESERVED)."""
+                        extra: Mapping[str, Value], playbook: Playbook,
+                        port_map: Mapping[int, int] | None = None) -> dict[str, object]:
+    """The bootstrap playbook's variables for one host (the operator's extras last, but never RESERVED).
+    `port_map` is the rented instance's port mapping (Instance.ports): the router is told to reach the
+    engine at ssh_host on the public port its container port is mapped to."""
     values: dict[str, object] = {
         "engine": engine, "models": [model], "router_url": router_url, "host_token": host_token, "wheel": wheel,
         # The engine listens on every interface and is reached where we reach the machine. A rented
@@ -48,6 +70,9 @@ def bootstrap_variables(*, catalogue: Catalogue, model: str, engine: str, gpu: s
     }
     if rented:
         values["engine_port"] = RENTED_ENGINE_PORT
+        advertise_ports = advertise_ports_toml(rented_engine_ports(extra), port_map or {})
+        if advertise_ports:
+            values["advertise_ports"] = advertise_ports
     if engine == "vllm":
         if gpu is None:
             raise VariablesError("engine vllm needs to know the machine's GPU (a catalogue GPU id) to configure "

@@ -182,3 +182,6 @@ def fill_table(table: DataTable, rows: list[Row]) -> None:
             index = i
     if rows:
         table.move_cursor(row=index, animate=False)
+    # DataTable sizes its columns on idle; a row drawn before that (the cursor's, at once) stays
+    # cached at the header's widths. Drop the render caches once the new widths are in.
+    table.call_after_refresh(table.notify_style_update)

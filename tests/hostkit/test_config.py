@@ -155,3 +155,49 @@ def test_engine_key_given_or_random_per_start_and_never_shown(tmp_path: Path) ->
         with pytest.raises(ConfigError, match=r"field engine_key: .*at least 16 characters") as err:
             load_config(path, env={"TOKENMILL_HOST_ENGINE_KEY": bad})
         assert bad not in str(err.value)
+
+
+MAPPED = GOOD.replace('name = "gpu-box-1"', 'engine_host = "0.0.0.0"\nadvertise_host = "74.48.78.46"')
+
+
+def test_advertise_ports_map_engine_ports_to_public_ones(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MAPPED + "[advertise_ports]\n8001 = 41234\n"), env={})
+    assert cfg.advertise_ports == {8001: 41234}
+    assert (cfg.public_engine_port(8001), cfg.public_engine_port(8002)) == (41234, 8002)  # unmapped: its own
+    cfg = load_config(write(tmp_path, MAPPED), env={"TOKENMILL_HOST_ADVERTISE_PORTS__8002": "40000"})
+    assert cfg.advertise_ports == {8002: 40000}
+    assert load_config(write(tmp_path, GOOD), env={}).advertise_ports == {}
+
+
+@pytest.mark.parametrize(("table", "needle"), [
+    ("8001 = 0", "every port must be 1..65535: 8001 = 0"),
+    ("70000 = 41234", "every port must be 1..65535: 70000 = 41234"),
+    ('"http" = 41234', "field advertise_ports.http"),
+], ids=["zero", "too-big", "not-a-port"])
+def test_invalid_advertise_ports(tmp_path: Path, table: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, f"{MAPPED}[advertise_ports]\n{table}\n"), env={})
+    assert "advertise_ports" in str(err.value) and needle in str(err.value)
+
+
+def test_advertise_ports_need_the_public_address(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="advertise_ports maps ports of a public address: set advertise_host"):
+        load_config(write(tmp_path, GOOD + "[advertise_ports]\n8001 = 41234\n"), env={})
+
+
+async def test_the_router_is_told_the_mapped_port_and_the_agent_reads_the_engine_directly() -> None:
+    from hostkit.config import AgentConfig
+    from hostkit.engines import SimEngineRunner
+
+    base = {"router_url": "http://r:1", "host_token": SECRET, "models": ["m"], "engine_host": "127.0.0.1",
+            "advertise_host": "203.0.113.9", "engine_port": 0}
+    runner = SimEngineRunner(AgentConfig.model_validate(base))
+    (plain,) = await runner.start()
+    port = runner.sim.port
+    await runner.stop()
+    assert plain.public_url == f"http://203.0.113.9:{port}"  # no mapping: the engine's own port, as before
+    runner = SimEngineRunner(AgentConfig.model_validate({**base, "engine_port": port,
+                                                         "advertise_ports": {port: 41234}}))
+    (mapped,) = await runner.start()
+    await runner.stop()
+    assert (mapped.local_url, mapped.public_url) == (f"http://127.0.0.1:{port}", "http://203.0.113.9:41234")

@@ -216,3 +216,16 @@ async def test_a_missing_executable_is_reported_before_anything_starts(fake_vllm
     with pytest.raises(EngineUnavailable, match="no-such-vllm' is not found"):
         await engine.start()
     assert fake_vllm.launches() == []
+
+
+async def test_each_engine_is_advertised_on_its_mapped_public_port(fake_vllm: FakeVllm) -> None:
+    base = vllm_config(fake_vllm, models=("alpha-8b", "beta-70b"))
+    config = base.model_copy(update={"engine_port": 18401, "advertise_host": "74.48.78.46",
+                                     "advertise_ports": {18401: 41234}})
+    engine = VllmEngine(config)
+    try:
+        alpha, beta = await engine.start()
+    finally:
+        await engine.stop()
+    assert (alpha.local_url, alpha.public_url) == ("http://127.0.0.1:18401", "http://74.48.78.46:41234")
+    assert beta.public_url == "http://74.48.78.46:18402"  # not mapped: its own port

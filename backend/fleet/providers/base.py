@@ -53,6 +53,10 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True):
     ssh_port: int = 22
     ssh_user: str = "root"
     price_per_hour: int | None = None  # nano-USD, when the provider says
+    # Container port -> the public port the cloud forwards to it at ssh_host (RunPod portMappings,
+    # Vast.ai ports), SSH's own left out (ssh_port); empty where ports are reached as they are
+    # (Lambda's VMs, our own machines) and until the instance runs.
+    ports: dict[int, int] = msgspec.field(default_factory=dict)
 
 
 class CreateOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,7 +64,10 @@ class CreateOptions(msgspec.Struct, frozen=True, kw_only=True):
 
     image: str | None = None  # container image; None = the adapter's default (with sshd and CUDA)
     disk_gb: int = 100  # room for the model weights
-    ports: tuple[int, ...] = (8000,)  # TCP ports to expose besides SSH (the engine's)
+    # TCP ports to expose besides SSH: the ports the engines listen on inside the machine (the
+    # provisioner passes the ones it configures the agent with); a cloud that maps them to other
+    # public ports reports the mapping in Instance.ports.
+    ports: tuple[int, ...] = (8000,)
 
 
 class Provider(ABC):

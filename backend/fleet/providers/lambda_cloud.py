@@ -15,7 +15,8 @@ Errors are {"error": {"code", "message", "suggestion"}}; the launch code
 instance-operations/launch/insufficient-capacity means the capacity is gone: OfferTaken.
 Limits: about 1 request/s, launch 1 per 10 s (429). The key is accepted as HTTP Basic user or
 as a Bearer token; we use Bearer. Lambda rents VMs (Ubuntu with Lambda Stack): the SSH user is
-ubuntu and CreateOptions.image is not used.
+ubuntu and CreateOptions.image is not used. A VM's ports are its own (no mapping, so
+Instance.ports stays empty); CreateOptions.ports opens nothing: the VM's firewall is the operator's.
 """
 
 from __future__ import annotations

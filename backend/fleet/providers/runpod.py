@@ -6,7 +6,8 @@ Documentation followed:
   gpuTypeIds, gpuCount, cloudType SECURE|COMMUNITY, interruptible, containerDiskInGb, ports,
   env, supportPublicIp) answers 201 with the Pod; GET /pods/{podId}; GET /pods?name=;
   DELETE /pods/{podId} answers 204. A Pod has desiredStatus RUNNING|EXITED|TERMINATED,
-  publicIp and portMappings ({"22": 10341}: empty while the pod starts), costPerHr.
+  publicIp and portMappings (container port -> public port, {"22": 10341, "8000": 10342}: empty
+  while the pod starts; every port asked for in `ports` as "8000/tcp" is mapped so), costPerHr.
 - GraphQL API, https://api.runpod.io/graphql (https://docs.runpod.io/sdks/graphql/manage-pods,
   "List GPU types"): the REST API has no price list, so offers come from
   `gpuTypes { id displayName memoryInGb secureCloud communityCloud securePrice communityPrice
@@ -179,8 +180,8 @@ class RunPodProvider(HttpProvider):
             raise BadResponse(self.name, f"RunPod answered {what} without a pod id")
         desired = str(pod.get("desiredStatus") or "")
         host = pod.get("publicIp") or None
-        ports = pod.get("portMappings") or {}
-        ssh_port = ports.get("22") if isinstance(ports, dict) else None
+        ports = _port_mappings(pod.get("portMappings"))
+        ssh_port = ports.pop(22, None)
         state: InstanceState
         if desired == "TERMINATED":
             state = "terminated"
@@ -198,7 +199,22 @@ class RunPodProvider(HttpProvider):
                 log.warning("RunPod: pod %s: %s", pod["id"], exc)
         return Instance(provider=self.name, instance_id=str(pod["id"]), name=str(pod.get("name") or ""),
                         state=state, provider_state=desired, ssh_host=host if state == "running" else None,
-                        ssh_port=int(ssh_port) if ssh_port else 22, ssh_user="root", price_per_hour=price)
+                        ssh_port=ssh_port or 22, ssh_user="root", price_per_hour=price,
+                        ports=ports if state == "running" else {})
+
+
+def _port_mappings(raw: Any) -> dict[int, int]:
+    """A pod's portMappings ({"22": 10341, "8000": 10342}: container port -> public port) as ints;
+    anything malformed is left out."""
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for inside, public in raw.items():
+        try:
+            out[int(inside)] = int(public)
+        except (TypeError, ValueError):
+            log.warning("RunPod: ignoring port mapping %r: %r", inside, public)
+    return out
 
 
 def _offer_id(type_id: str, cloud: str, count: int, spot: bool) -> str:

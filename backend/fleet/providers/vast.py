@@ -8,6 +8,9 @@ Documentation followed (docs.vast.ai):
 - https://docs.vast.ai/api-reference/creating-instances-with-api: create fields image, label,
   disk, runtype ("ssh_direct" opens port 22 on the machine), env ({"-p 8000:8000": "1"} maps
   a port), cancel_unavail; search filters {"field": {"eq"|"gte"|"in": ...}}, type "on-demand".
+- https://docs.vast.ai/instances/connect/networking: each container port opened with -p is
+  mapped to a random public port of the machine; an instance reports them in `ports`, Docker's
+  shape ({"8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41234"}]}), reached at public_ipaddr.
 - https://docs.vast.ai/api-reference/rate-limits-and-errors: errors {"success": false,
   "error": "...", "msg": "..."}; 429 with a Retry-After that may be hours away.
 - The official CLI (github.com/vast-ai/vast-cli, `attach ssh`): POST /instances/{id}/ssh/
@@ -224,7 +227,27 @@ class VastProvider(HttpProvider):
         return Instance(provider=self.name, instance_id=str(inst["id"]), name=str(inst.get("label") or ""),
                         state=state, provider_state=actual or "provisioning",
                         ssh_host=host if state == "running" else None, ssh_port=port, ssh_user="root",
-                        price_per_hour=price)
+                        price_per_hour=price, ports=_port_mappings(inst, host) if state == "running" else {})
+
+
+def _port_mappings(inst: dict[str, Any], ssh_host: str | None) -> dict[int, int]:
+    """Container port -> public port of the TCP ports Vast.ai mapped besides SSH's. They are reached at
+    public_ipaddr, so none are reported when SSH goes through Vast's proxy instead (Instance.ports are
+    reached at ssh_host)."""
+    ports = inst.get("ports")
+    if not ssh_host or ssh_host != str(inst.get("public_ipaddr") or "").strip() or not isinstance(ports, dict):
+        return {}
+    out = {}
+    for key, bindings in ports.items():
+        inside, _, proto = str(key).partition("/")
+        if inside == "22" or proto not in ("", "tcp") or not isinstance(bindings, list) or not bindings:
+            continue
+        first = bindings[0]
+        try:
+            out[int(inside)] = int(first["HostPort"])
+        except (KeyError, TypeError, ValueError):
+            log.warning("Vast.ai: instance %s: ignoring port mapping %r: %r", inst.get("id"), key, bindings)
+    return out
 
 
 def _ssh_address(inst: dict[str, Any]) -> tuple[str | None, int]:

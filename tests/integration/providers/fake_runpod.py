@@ -78,8 +78,9 @@ class FakeRunPod(FakeCloud):
             return web.json_response({"error": "pod not found", "status": 404}, status=404)
         self._polls[pod["id"]] += 1
         if self._polls[pod["id"]] > self.polls_until_ready and pod["desiredStatus"] == "RUNNING":
+            # Every exposed port ("8000/tcp") gets a public port of RunPod's choosing, SSH's first.
             pod["publicIp"] = "100.65.0.119"
-            pod["portMappings"] = {"22": 10341, "8000": 10342}
+            pod["portMappings"] = {p.split("/")[0]: 10341 + i for i, p in enumerate(pod["ports"])}
         return web.json_response(pod)
 
     async def _delete(self, request: web.Request) -> web.Response:

@@ -76,6 +76,7 @@ class FakeVast(FakeCloud):
             "gpu_name": offer["gpu_name"], "num_gpus": offer["num_gpus"], "dph_total": offer["dph_total"],
             "ssh_host": "ssh4.vast.ai", "ssh_port": 30562, "public_ipaddr": None, "ports": {},
             "disk_space": body["disk"], "machine_id": offer["machine_id"], "_polls": 0,
+            "_opened": [int(k.split(":")[-1]) for k in body.get("env", {}) if k.startswith("-p ")],
         }
         return web.json_response({"success": True, "new_contract": instance_id,
                                   "instance_api_key": "d15a0f3e9b7c4a21SECRETINSTANCEKEY"})
@@ -97,8 +98,10 @@ class FakeVast(FakeCloud):
         if inst["_polls"] > self.polls_until_ready:
             inst["actual_status"] = "running"
             inst["public_ipaddr"] = "74.48.78.46"
-            inst["ports"] = {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "40122"}],
-                             "8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "40123"}]}
+            # ssh_direct opens 22, and every "-p N:N" of the create's env is mapped to a random host port.
+            opened = [22, *inst["_opened"]]
+            inst["ports"] = {f"{p}/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(40122 + i)}]
+                             for i, p in enumerate(opened)}
         return web.json_response({"instances": self._public(inst)})
 
     async def _attach(self, request: web.Request) -> web.Response:

@@ -52,7 +52,7 @@ async def test_create_poll_and_destroy_a_pod(runpod):
     fake, cloud = runpod
     offer = next(o for o in await cloud.list_offers("rtx4090") if o.kind == "community" and o.gpu_count == 2)
     created = await cloud.create(offer, name="tm-rtx4090-1", ssh_public_key=PUBLIC_KEY,
-                                 options=CreateOptions(disk_gb=80, ports=(8000,)))
+                                 options=CreateOptions(disk_gb=80, ports=(8001, 8002)))
     assert created.state == "pending" and created.ssh_host is None and created.name == "tm-rtx4090-1"
 
     (call,) = fake.seen("POST", PODS)
@@ -60,14 +60,15 @@ async def test_create_poll_and_destroy_a_pod(runpod):
     assert call.authorization == f"Bearer {KEY}"
     assert body["gpuTypeIds"] == ["NVIDIA GeForce RTX 4090"] and body["gpuCount"] == 2
     assert body["cloudType"] == "COMMUNITY" and body["interruptible"] is False
-    assert body["containerDiskInGb"] == 80 and body["ports"] == ["22/tcp", "8000/tcp"]
+    assert body["containerDiskInGb"] == 80 and body["ports"] == ["22/tcp", "8001/tcp", "8002/tcp"]
     assert body["env"] == {"SSH_PUBLIC_KEY": PUBLIC_KEY, "PUBLIC_KEY": PUBLIC_KEY}
     assert body["name"] == "tm-rtx4090-1" and body["imageName"].startswith("runpod/")
 
     first = await cloud.status(created.instance_id)
-    assert first.state == "pending"  # RUNNING, but no public IP and port yet
+    assert first.state == "pending" and first.ports == {}  # RUNNING, but no public IP and port yet
     ready = await cloud.status(created.instance_id)
     assert (ready.state, ready.ssh_host, ready.ssh_port, ready.ssh_user) == ("running", "100.65.0.119", 10341, "root")
+    assert ready.ports == {8001: 10342, 8002: 10343}  # portMappings, the engines' container ports -> public
     assert ready.price_per_hour == 680_000_000
 
     await cloud.destroy(created.instance_id)

@@ -52,6 +52,7 @@ async def test_rent_attach_key_poll_and_destroy(vast):
     ready = await cloud.status("7835610")
     assert (ready.state, ready.ssh_host, ready.ssh_port, ready.provider_state) == (
         "running", "74.48.78.46", 40122, "running")
+    assert ready.ports == {8000: 40123}  # the engine's container port -> the public one ("8000/tcp" HostPort)
     assert await cloud.find("tm-vast-1") == ready
 
     await cloud.destroy("7835610")
@@ -104,3 +105,20 @@ async def test_a_refused_key_names_the_setting(cloud_factory):
     with pytest.raises(BadCredentials, match=r"^Vast.ai refused the API key \(401\): check settings.vast_api_key$"):
         await cloud.list_offers()
     assert len(fake.requests) == 1
+
+
+def test_port_mappings_are_read_where_the_public_address_reaches_them(vast):
+    _, cloud = vast
+    running = {"id": 1, "label": "x", "actual_status": "running", "public_ipaddr": "74.48.78.46 ",
+               "ports": {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "40122"}],
+                         "8001/tcp": [{"HostIp": "0.0.0.0", "HostPort": "40123"},
+                                      {"HostIp": "::", "HostPort": "40123"}],
+                         "8002/udp": [{"HostIp": "0.0.0.0", "HostPort": "40124"}],
+                         "8003/tcp": [{"HostIp": "0.0.0.0"}], "8004/tcp": []}}
+    assert cloud._instance(running, "get").ports == {8001: 40123}  # tcp, with a host port; SSH's apart
+    # SSH through Vast's proxy (no 22/tcp mapping): the mapped ports are not where ssh_host reaches.
+    proxied = {**running, "ssh_host": "ssh4.vast.ai", "ssh_port": 30562,
+               "ports": {"8001/tcp": [{"HostIp": "0.0.0.0", "HostPort": "40123"}]}}
+    inst = cloud._instance(proxied, "get")
+    assert (inst.ssh_host, inst.ports) == ("ssh4.vast.ai", {})
+    assert cloud._instance({**running, "actual_status": "loading"}, "get").ports == {}

@@ -37,11 +37,13 @@ JOB_TIMEOUT_S = 120.0
 
 
 class VastOnLoopback(FakeVast):
-    """Vast.ai whose running instances are reached over SSH at the test's sshd."""
+    """Vast.ai whose running instances are reached over SSH at the test's sshd, and whose container
+    ports in `mapped` are reached at other public ports (as Vast maps every -p port)."""
 
-    def __init__(self, ssh_port: int) -> None:
+    def __init__(self, ssh_port: int, mapped: dict[int, int] | None = None) -> None:
         super().__init__()
         self.ssh_port = ssh_port
+        self.mapped = mapped or {}
 
     async def _get(self, request: web.Request) -> web.Response:
         await super()._get(request)
@@ -50,8 +52,49 @@ class VastOnLoopback(FakeVast):
             return web.json_response({"instances": None})
         if inst["actual_status"] == "running":
             inst["public_ipaddr"] = "127.0.0.1"
-            inst["ports"] = {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(self.ssh_port)}]}
+            inst["ports"] = {f"{inside}/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(public)}]
+                             for inside, public in {22: self.ssh_port, **self.mapped}.items()
+                             if inside == 22 or inside in inst["_opened"]}
         return web.json_response({"instances": self._public(inst)})
+
+
+class PortForward:
+    """A public port forwarded to a container's port on loopback: what a cloud's port mapping does."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.connections = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
 
 
 def machine(tmp_path: Path) -> tuple[Path, Path]:
@@ -237,10 +280,15 @@ async def cli(router: Router, tmp_path: Path, *args: str, timeout_s: float = JOB
 
 
 async def test_a_rented_vast_machine_through_the_cli(tmp_path, sshd, keys, tokenmill_wheel, shared_site_packages):
-    fake = VastOnLoopback(sshd.port)
+    # The engine listens on a fixed container port, which Vast maps to another public port: the router
+    # must reach it there (a real forwarder stands for the mapping), the agent itself on the engine port.
+    engine_port = quiet_port()
+    forward = PortForward(engine_port)
+    await forward.start()
+    fake = VastOnLoopback(sshd.port, {engine_port: forward.port})
     await fake.start()
     settings = settings_for(tmp_path, keys, tokenmill_wheel, shared_site_packages, vast_api_key=KEY,
-                            vast_api_url=f"{fake.url}/api/v0")
+                            vast_api_url=f"{fake.url}/api/v0", variables={"engine_port": engine_port})
     try:
         async with running_router(settings) as router:
             await serving(router)
@@ -272,6 +320,8 @@ async def test_a_rented_vast_machine_through_the_cli(tmp_path, sshd, keys, token
 
             (rent,) = fake.seen("PUT", RENT)
             assert rent.path == f"/api/v0/asks/{CHEAPEST_VAST}/"
+            assert rent.body["env"] == {f"-p {engine_port}:{engine_port}": "1"}  # the port the engine listens on
+            assert f"the engine's port {engine_port} is reached at 127.0.0.1:{forward.port}" in out
             (instance_id,) = fake.instances
             assert fake.keys[instance_id] == [keys.client.with_suffix(".pub").read_text().strip()]
             (host,) = [h for h in fleet.hosts() if h.provider == "vast"]
@@ -279,7 +329,10 @@ async def test_a_rented_vast_machine_through_the_cli(tmp_path, sshd, keys, token
             record = await ProvisionedHosts(router.services.engine).get(host.id)
             assert (record.instance_id, record.ssh_port, record.state) == (str(instance_id), sshd.port, "serving")
             await until_routed(router, host.id)
+            assert [r.url for r in host.replicas.values()] == [f"http://127.0.0.1:{forward.port}"]
+            used = forward.connections
             assert await ask(router, secret, "on the rented machine") == host.id
+            assert forward.connections > used  # the request went through the mapped public port
 
             rc, out = await cli(router, tmp_path, "teardown", host.name, "--yes")
             assert rc == 0, out
@@ -290,6 +343,7 @@ async def test_a_rented_vast_machine_through_the_cli(tmp_path, sshd, keys, token
             assert_machine_clean(tmp_path)
     finally:
         await fake.stop()
+        await forward.stop()
 
 
 async def _margin_per_h(router: Router) -> int:
