@@ -54,6 +54,7 @@ class TokenmillApp(App[None]):
         self._timer: Timer | None = None
         self.refreshes = 0  # completed refresh runs (tests wait on it)
         self.refreshes_started = 0
+        self.view_refreshes = 0  # completed refreshes of the view on screen since it was shown
 
     # ------------------------------------------------------------------ time
     def now_us(self) -> int:
@@ -78,7 +79,7 @@ class TokenmillApp(App[None]):
         self.switcher = self.query_one(ContentSwitcher)
         self.header = self.query_one(StatusHeader)
         self.command_line = self.query_one(CommandLine)
-        self.show_view(self.initial_view)
+        self.show_view(self.initial_view, now=True)  # nothing to show yet: fetch while the frame paints
 
     async def on_unmount(self) -> None:
         if self.owns_api:
@@ -88,11 +89,17 @@ class TokenmillApp(App[None]):
     def view(self) -> View:
         return self.switcher.query_one(f"#{self.switcher.current}", View)
 
-    def show_view(self, name: str) -> None:
+    def show_view(self, name: str, now: bool = False) -> None:
         self.switcher.current = name
+        self.view_refreshes = 0
         self.header.view = name
         self.view.focus_main()
-        self.request_refresh()
+        # The view shows what it had first, then its fresh data: fetching and diffing a large
+        # table before the first paint would delay the answer to the key that switched views.
+        if now:
+            self.request_refresh()
+        else:
+            self.call_after_refresh(self.request_refresh)
 
     # ------------------------------------------------------------------ refresh
     def request_refresh(self) -> None:
@@ -124,6 +131,8 @@ class TokenmillApp(App[None]):
         finally:
             self._refreshing = False
             self.refreshes += 1
+            if view.id == self.switcher.current:
+                self.view_refreshes += 1
             if self._again:
                 self.request_refresh()
             elif self.is_running:

@@ -18,11 +18,14 @@ from pathlib import Path
 
 import httpx
 
+from console.client import tls_verification
+
 
 def status(url: str, token: str, timeout_s: float = 1.0) -> dict | None:
     """The backend's /admin/status, or None when nothing (or something else) answers."""
     try:
-        r = httpx.get(f"{url}/admin/status", timeout=timeout_s, headers={"Authorization": f"Bearer {token}"})
+        r = httpx.get(f"{url}/admin/status", timeout=timeout_s, headers={"Authorization": f"Bearer {token}"},
+                      verify=tls_verification(url))
         return r.json() if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None

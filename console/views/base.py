@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 
 from console.client import AdminError, BackendUnavailable
 from console.widgets.confirm import ConfirmScreen
+from console.widgets.table import Table
 
 if TYPE_CHECKING:
     from console.app import TokenmillApp
@@ -88,8 +89,8 @@ class TableView(View):
         self.filter = ""
         self.detail_key: str | None = None  # the row drilled into, None while the table shows
 
-    def make_table(self, id: str = "table") -> DataTable:
-        table: DataTable = DataTable(id=id, cursor_type="row", zebra_stripes=True)
+    def make_table(self, id: str = "table") -> Table:
+        table = Table(id=id, cursor_type="row", zebra_stripes=True)
         table.add_columns(*self.columns)
         return table
 
@@ -128,8 +129,8 @@ class TableView(View):
             self.query_one("#detail").focus()
 
     @property
-    def table(self) -> DataTable:
-        return self.query_one("#table", DataTable)
+    def table(self) -> Table:
+        return self.query_one("#table", Table)
 
     def set_rows(self, rows: list[Row]) -> None:
         self.rows = rows
@@ -156,28 +157,21 @@ def selected_key(table: DataTable) -> str | None:
     return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
 
-def fill_table(table: DataTable, rows: list[Row]) -> None:
+def fill_table(table: Table, rows: list[Row]) -> None:
     """Show `rows`, keeping the cursor on the same row key so a refresh every 2 s does not yank
     the selection away from the operator. When the same rows come back in the same order (the
     usual refresh), only the cells that changed are touched: rebuilding a table of 1,000 hosts
     every 2 s would cost a fifth of a core and stall key presses behind it."""
     keys = [key for key, _ in rows]
     if keys and keys == [k.value for k in table.rows] and len(rows[0][1]) == len(table.columns):
-        columns = list(table.columns.values())
         for key, cells in rows:
-            old = table.get_row(key)
-            if old != list(cells):
-                for column, new, before in zip(columns, cells, old, strict=True):
-                    if new != before:
-                        # Measuring a cell renders it: only when it may not fit its column.
-                        wider = len(str(new)) > column.content_width
-                        table.update_cell(key, column.key, new, update_width=wider)
+            table.set_row(key, cells)
         return
     current = selected_key(table)
     table.clear()
     index = 0
     for i, (key, cells) in enumerate(rows):
-        table.add_row(*cells, key=key)
+        table.set_row(key, cells)
         if key == current:
             index = i
     if rows:

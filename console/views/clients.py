@@ -18,6 +18,7 @@ from console.views.base import TableView, fill_table
 from console.widgets.pick import PickScreen
 from console.widgets.prompt import PromptScreen
 from console.widgets.secret import SecretScreen
+from console.widgets.table import Table
 
 
 def _name(text: str) -> str:
@@ -50,8 +51,8 @@ class ClientsView(TableView):
 
     def compose(self) -> ComposeResult:
         yield self.make_table()
-        yield Static("keys (Enter on a client)", id="keys-title")
-        keys: DataTable = DataTable(id="keys", cursor_type="row")
+        yield Static("keys (Enter on a client)", id="keys-title", markup=False)
+        keys = Table(id="keys", cursor_type="row")
         keys.add_columns("key", "name", "prefix", "created (UTC)", "revoked (UTC)")
         yield keys
 
@@ -74,7 +75,7 @@ class ClientsView(TableView):
         self._keys_for = client_id
         title = f"keys of {self.names.get(client_id, client_id)}" if client_id else "keys"
         self.query_one("#keys-title", Static).update(title)
-        fill_table(self.query_one("#keys", DataTable),
+        fill_table(self.query_one("#keys", Table),
                    [(k.id, (k.id, k.name or "-", k.prefix + "…", _date(k.created_us), _date(k.revoked_us)))
                     for k in self.keys])
 

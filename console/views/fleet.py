@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from backend.api.admin_wire import HostOut, UsageOut
 from console.money import usd
 from console.views.base import TableView
+from console.widgets.table import plain
 
 _QUESTIONS = {
     "drain": "Drain host {name}? It finishes its requests and takes no new ones.",
@@ -35,7 +36,7 @@ def gpu_table(host: HostOut) -> Table:
         mem = "N/A" if g.memory_used_mib is None else f"{g.memory_used_mib}/{_na(g.memory_total_mib)}"
         limit = "N/A" if g.power_limit_w is None else f"{g.power_limit_w:.0f}"
         power = "N/A" if g.power_draw_w is None else f"{g.power_draw_w:.0f}/{limit}"
-        table.add_row(str(g.index), g.name, _na(g.utilization_pct, "%"), mem, _na(g.temperature_c, "°C"), power)
+        table.add_row(str(g.index), plain(g.name), _na(g.utilization_pct, "%"), mem, _na(g.temperature_c, "°C"), power)
     if not host.gpus:
         table.add_row("N/A", "no GPU telemetry from this host", "", "", "", "")
     return table

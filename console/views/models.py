@@ -18,6 +18,7 @@ from console.figures import NA, margin, ms, per_hour, rate, share
 from console.money import usd
 from console.views.base import TableView
 from console.widgets.spark_row import SparkRow
+from console.widgets.table import plain
 
 
 def _up(m: ModelOut) -> int:
@@ -34,8 +35,8 @@ def replicas_table(m: ModelOut) -> Table:
     for col in ("host", "status", "ready", "ejected", "in-flight", "check", "engine URL"):
         table.add_column(col)
     for r in m.replicas:
-        table.add_row(r.host_name, r.host_status, "yes" if r.ready else "no", "yes" if r.ejected else "no",
-                      str(r.outstanding), _check(r.check_passed), r.url)
+        table.add_row(plain(r.host_name), r.host_status, "yes" if r.ready else "no", "yes" if r.ejected else "no",
+                      str(r.outstanding), _check(r.check_passed), plain(r.url))
     if not m.replicas:
         table.add_row("-", "no host serves this model", "", "", "", "", "")
     return table

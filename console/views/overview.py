@@ -3,6 +3,8 @@ sparklines, and what is up."""
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -64,8 +66,7 @@ class OverviewView(View):
 
     async def refresh_data(self) -> None:
         api = self.tm.api
-        m = await api.metrics()
-        hosts, models = await api.hosts(), await api.models()
+        m, hosts, models = await asyncio.gather(api.metrics(), api.hosts(), api.models())
         self.query_one("#money", Static).update(money_table(m))
         self.query_one("#traffic", Static).update(traffic_table(m.hour))
         s = m.series

@@ -26,7 +26,7 @@ class PickScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self._title)
+            yield Static(self._title, markup=False)
             yield OptionList(*[Option(label, id=key) for key, label in self._options])
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

@@ -25,7 +25,7 @@ class SecretScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self._title)
+            yield Static(self._title, markup=False)
             yield Static(self._secret, id="secret", markup=False)
             yield Static("Copy it now: it is shown once and cannot be shown again. Enter/Esc closes.")
 

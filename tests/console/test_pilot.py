@@ -57,10 +57,7 @@ async def goto(pilot, view: str) -> None:
     app = pilot.app
     await pilot.press("colon", *view[:2], "enter")  # a unique prefix is enough (and quicker to type)
     await wait_for(pilot, lambda: app.query_one(StatusHeader).view == view)
-    # Wait for a refresh that started after the switch: the one it started, or the one queued
-    # behind the refresh that was in flight.
-    target = app.refreshes_started + (1 if app._again else 0)
-    await wait_for(pilot, lambda: app.refreshes >= target)
+    await wait_for(pilot, lambda: app.view_refreshes >= 1)  # the view's own data, fetched after the switch
 
 
 def rows(app) -> list[str]:
@@ -145,7 +142,7 @@ async def test_toggle_model_off_then_clients_get_404(router, client_key):
             return not next(m for m in await admin_get(router, "/models") if m["id"] == MODEL)["enabled"]
 
         await wait_for(pilot, disabled)
-        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[1] == "NO")
+        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[1].plain == "NO")
     sdk = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0)
     try:
         with pytest.raises(openai.NotFoundError):
@@ -223,7 +220,7 @@ async def test_drain_host(router):
             return (await admin_get(router, "/hosts"))[0]["status"] in ("draining", "drained")
 
         await wait_for(pilot, draining)
-        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[2] in ("draining", "drained"))
+        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[2].plain in ("draining", "drained"))
 
 
 async def test_revoke_key_then_the_key_gets_401(router, client_key):
@@ -272,7 +269,25 @@ async def test_grant_credit_validates_the_amount(router, client_key):
             return c["balance_nano"] == 12_500_000_000
 
         await wait_for(pilot, granted)
-        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[2] == "$12.50")
+        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[2].plain == "$12.50")
+
+
+async def test_names_that_look_like_markup_show_as_written(router):
+    """Clients name themselves: "[/]" must neither stop the console (rich cannot parse it as
+    markup) nor style anything, in the table, the keys' title or a dialog's question."""
+    await router.client_with_key("[/]", "1.00")
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "clients")
+        assert [str(app.view.table.get_row_at(0)[1])] == ["[/]"]
+        await pilot.press("enter")  # the keys of that client
+        await wait_for(pilot, lambda: "keys of [/]" in str(app.view.query_one("#keys-title").render()))
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        assert "[/]" in " ".join(str(s.render()) for s in app.screen.query("Static"))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, PromptScreen))
+        assert app.is_running
 
 
 async def test_issue_key_shows_the_secret_once_and_it_works(router, client_key):
