@@ -105,6 +105,15 @@ class RunLog:
             await conn.execute(update(_RUN).where(_RUN.c.id == run_id).values(
                 outcome=outcome, finished_us=now_us(), failed_step=failed_step, error=error))
 
+    async def interrupt_running(self) -> int:
+        """Close the runs a stopped backend left `running` (no runner is behind them any more).
+        Returns how many there were."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(update(_RUN).where(_RUN.c.outcome == "running").values(
+                outcome="cancelled", finished_us=now_us(),
+                error="interrupted: the backend stopped while this run was in progress"))
+        return result.rowcount or 0
+
     async def get(self, run_id: str) -> RunRecord:
         """One run with its steps. Raises KeyError for an unknown id."""
         async with self._engine.connect() as conn:

@@ -74,6 +74,7 @@ class Provisioner:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Say which jobs the last run of the backend left unfinished: their machines may still bill."""
+        await self.runner.runs.interrupt_running()
         for rec in await self.records.in_state("provisioning", "tearing_down"):
             await self.records.update(rec.host_id, state="interrupted")
             what = (f"{label(rec.provider)} instance {rec.instance_id or repr(rec.instance_name)} may still bill"

@@ -501,7 +501,10 @@ async def test_a_job_cut_short_by_a_restart_is_reported_and_can_be_torn_down(tmp
         host, _ = await router.services.fleet.enroll("half-done", provider="ssh")
         await router.services.provisioner.records.add(host_id=host.id, provider="ssh", instance_name="half-done",
                                                       model=MODEL)
+        cut = await router.services.provisioner.runner.runs.begin(playbook="bootstrap", address="u@h:22",
+                                                                  variables={}, host_id=host.id)
     async with running_router(settings) as router:
+        assert (await router.services.provisioner.runner.runs.get(cut)).outcome == "cancelled"
         (event,) = [e for e in router.services.events.since() if e.kind == "provision.interrupted"]
         assert event.level == "error" and f"tokenmill teardown {host.id}" in event.message
         r = await router.http.post(f"/admin/hosts/{host.id}/teardown", headers=router.admin)

@@ -42,3 +42,15 @@ async def test_the_database_refuses_an_unknown_outcome_and_a_step_recorded_twice
     await runs.add_step(run_id, StepRecord(1, "a", "ok", None, 0, 1, 2))
     with pytest.raises(IntegrityError):
         await runs.add_step(run_id, StepRecord(1, "a", "ok", None, 0, 1, 2))
+
+
+async def test_runs_left_running_by_a_stopped_backend_are_closed(engine):
+    runs = RunLog(engine)
+    done = await runs.begin(playbook="bootstrap", address="root@h:22", variables={})
+    await runs.finish(done, "succeeded")
+    cut = await runs.begin(playbook="bootstrap", address="root@h:22", variables={})
+    assert await runs.interrupt_running() == 1
+    record = await runs.get(cut)
+    assert record.outcome == "cancelled" and record.finished_us is not None and "interrupted" in record.error
+    assert (await runs.get(done)).outcome == "succeeded"
+    assert await runs.interrupt_running() == 0
