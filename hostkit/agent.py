@@ -40,7 +40,7 @@ from hostkit.check import HostChecker
 from hostkit.config import AgentConfig
 from hostkit.control_api import AgentStatus, AgentStopping, start_control_api
 from hostkit.engine_probe import EngineProbe, EngineReading
-from hostkit.engines import Engine, EngineUnavailable, make_engine
+from hostkit.engines import Engine, EngineUnavailable, client_verify, make_engine
 from hostkit.nvml import HostGpus, NvmlReader
 from hostkit.protocol import MISSED_HEARTBEATS_DOWN, GpuTelemetry, Heartbeat, HeartbeatReply, Register
 from hostkit.router_client import RouterClient, RouterRejected, RouterUnreachable
@@ -112,7 +112,7 @@ class Agent:
         endpoints = await self.engine.start()
         self._endpoints = {e.model: e.public_url for e in endpoints}
         self._local_endpoints = {e.model: e.local_url for e in endpoints}
-        self._probe = EngineProbe(endpoints, self.engine.kind)
+        self._probe = EngineProbe(endpoints, self.engine.kind, verify=client_verify(self.engine.tls))
         self._checks = ModelChecks(self._checker, self.engine, self._local_endpoints, self._wake.set,
                                    one_at_a_time=self.engine.kind == "vllm")
         self.state = "registering"
@@ -302,7 +302,7 @@ class Agent:
             name=self.config.name, models=reading.models, gpus=gpus, gpu_type=self.config.gpu_type,
             agent_version=__version__, driver_version=host.driver_version if host else None,
             cuda_version=host.cuda_version if host else None, checks=self._checks.results(),
-            engine_key=self.engine.key,
+            engine_key=self.engine.key, engine_tls_sha256=self._tls_pin(),
         ))
         self.host_id = reply.host_id
         if reply.heartbeat_interval_s > 0:  # the router knows how long it waits before marking us down
@@ -319,11 +319,14 @@ class Agent:
         draining_sent = self._draining
         reply = await self._router.heartbeat(Heartbeat(
             models=reading.models, in_flight=self._in_flight or 0, gpus=await self._gpus(), draining=draining_sent,
-            checks=self._checks.results(), engine_key=self.engine.key,
+            checks=self._checks.results(), engine_key=self.engine.key, engine_tls_sha256=self._tls_pin(),
         ))
         self._note_router_ok()
         self._router_outstanding = reply.outstanding
         self._apply(reply, draining_sent)
+
+    def _tls_pin(self) -> str | None:
+        return self.engine.tls.sha256 if self.engine.tls is not None else None
 
     def _apply(self, reply: HeartbeatReply, draining_sent: bool) -> None:
         if reply.state == "removed":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Literal
 from hostkit.config import AgentConfig
 from hostkit.decode_speed import DecodeMeasurementError, measure_decode_speed
 from hostkit.engine_spec import EngineSpec, compute_capability
+from hostkit.engine_tls import EngineTlsError, ensure_engine_cert
 from hostkit.nvml import HostGpus, NvmlReader
 from hostkit.protocol import CheckResult
 from hostkit.router_client import RouterClient, RouterRejected, RouterUnreachable
@@ -212,7 +214,8 @@ def expected_decode_tps(config: AgentConfig, spec: EngineSpec | None) -> tuple[f
 
 
 async def decode_line(engine_url: str | None, model: str, expected: float | None, source: str,
-                      engine_key: str | None = None) -> tuple[CheckLine, float | None]:
+                      engine_key: str | None = None,
+                      verify: ssl.SSLContext | bool = True) -> tuple[CheckLine, float | None]:
     if expected is not None:
         minimum = expected * DECODE_TOLERANCE
         required = f">= {minimum:.1f} tok/s ({DECODE_TOLERANCE:.0%} of {expected:g}, {source})"
@@ -222,7 +225,7 @@ async def decode_line(engine_url: str | None, model: str, expected: float | None
         return CheckLine("decode speed", "fail", "the engine is not running (start `tokenmill-host run`)",
                          required), None
     try:
-        speed = await measure_decode_speed(engine_url, model, engine_key=engine_key)
+        speed = await measure_decode_speed(engine_url, model, engine_key=engine_key, verify=verify)
     except DecodeMeasurementError as exc:
         return CheckLine("decode speed", "fail", str(exc), required), None
     tps = speed.tokens_per_s
@@ -251,8 +254,17 @@ class HostChecker:
         spec = self.config.engine_spec(model)
         lines = gpu_lines(spec, await self._gpus(spec))
         expected, source = expected_decode_tps(self.config, spec)
-        decode, tps = await decode_line(engine_url, model, expected, source, engine_key)
+        decode, tps = await decode_line(engine_url, model, expected, source, engine_key, self._engine_verify())
         return CheckReport(model, [*lines, decode], tps)
+
+    def _engine_verify(self) -> ssl.SSLContext | bool:
+        """Trust exactly the engines' certificate when they speak TLS."""
+        if not self.config.uses_tls:
+            return True
+        try:
+            return ensure_engine_cert(self.config.tls_dir).client_context()
+        except EngineTlsError:
+            return True  # nothing to pin: the measurement fails, saying why
 
     async def setup_report(self, model: str, engine_url: str | None, router: RouterClient,
                            engine_key: str | None = None) -> CheckReport:
@@ -262,5 +274,5 @@ class HostChecker:
         lines.append(await asyncio.to_thread(disk_line, spec, hf_cache_dir(self.config.vllm.hf_cache_dir)))
         lines.append(await router_line(router))
         expected, source = expected_decode_tps(self.config, spec)
-        decode, tps = await decode_line(engine_url, model, expected, source, engine_key)
+        decode, tps = await decode_line(engine_url, model, expected, source, engine_key, self._engine_verify())
         return CheckReport(model, [*lines, decode], tps)

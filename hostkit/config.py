@@ -46,6 +46,9 @@ every interface (engine_host = "0.0.0.0", what the bootstrap playbook writes) an
 advertise_host, the address the router dials (the config is refused otherwise). Either way the
 engines take requests only with the engine key (engine_key, a random one per start unless given;
 /health and /metrics stay open), which the agent hands the router in every register and heartbeat.
+Off loopback they also speak TLS (engine_tls = "auto"): a self-signed certificate made once in
+tls_dir, whose SHA-256 the agent hands the router too, so the router accepts exactly it
+(hostkit/engine_tls.py). engine_tls = "on" / "off" forces it either way.
 
 Behind a port mapping (a RunPod pod or a Vast.ai container: the cloud forwards a public port of its
 own choosing to the container's port), advertise_ports maps an engine's port to the public port the
@@ -61,6 +64,7 @@ its own port. Every port is 1..65535; in the environment: TOKENMILL_HOST_ADVERTI
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -131,6 +135,11 @@ class AgentConfig(BaseModel):
     advertise_ports: dict[int, int] = Field(
         default_factory=dict, description="engine port -> the public port the router reaches it at (a cloud's "
                                           "port mapping); an engine whose port is not here is reached on its own")
+    engine_tls: Literal["auto", "on", "off"] = Field(
+        default="auto", description="TLS on the engines' ports, with a self-signed certificate the router pins: "
+                                    "auto = on unless the router reaches the engines over loopback")
+    tls_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "state" / "tokenmill-host" / "tls",
+                          description="where the engines' certificate and private key are kept (made once)")
     control_port: int = Field(default=DEFAULT_CONTROL_PORT, ge=0, le=65535,
                               description="local control API on 127.0.0.1; 0 = any free port")
     heartbeat_interval_s: float = Field(default=HEARTBEAT_INTERVAL_S, gt=0,
@@ -219,6 +228,17 @@ class AgentConfig(BaseModel):
         return self.advertise_ports.get(port, port)
 
     @property
+    def uses_tls(self) -> bool:
+        """Whether the engines speak TLS: always off the host's loopback, where prompts could be read."""
+        if self.engine_tls != "auto":
+            return self.engine_tls == "on"
+        return not _loopback(self.public_engine_host)
+
+    @property
+    def engine_scheme(self) -> str:
+        return "https" if self.uses_tls else "http"
+
+    @property
     def local_engine_host(self) -> str:
         """Where the agent itself reaches the engine (loopback when it listens everywhere)."""
         return "127.0.0.1" if self.engine_host in WILDCARD_HOSTS else self.engine_host
@@ -242,6 +262,15 @@ class AgentConfig(BaseModel):
     def new_engine_key(self) -> str:
         """The engines' key for this run: the configured one, else a fresh random one (call it once)."""
         return self.engine_key.get_secret_value() if self.engine_key is not None else secrets.token_urlsafe(32)
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
 
 
 def config_path(explicit: str | Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:

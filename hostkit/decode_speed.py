@@ -10,6 +10,7 @@ how long a check holds back a host's first traffic.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -39,12 +40,13 @@ class DecodeSpeed:
 
 async def measure_decode_speed(base_url: str, model: str, *, max_tokens: int = MAX_TOKENS,
                                budget_s: float = BUDGET_S, timeout_s: float = 120.0,
-                               engine_key: str | None = None) -> DecodeSpeed:
+                               engine_key: str | None = None, verify: ssl.SSLContext | bool = True) -> DecodeSpeed:
     """Stream a completion from `base_url` (no /v1) for `model` and time its tokens; `engine_key`:
-    the bearer key the engine requires (hostkit/vllm_process.py), if any."""
+    the bearer key the engine requires (hostkit/vllm_process.py), if any; `verify`: its TLS trust."""
     headers = {"Authorization": f"Bearer {engine_key}"} if engine_key else None
     # trust_env=False: a host's HTTP_PROXY must not capture calls to its own engine.
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, trust_env=False, headers=headers) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, trust_env=False, headers=headers,
+                                 verify=verify) as http:
         await _warm_up(http, model)
         return await _timed_stream(http, model, max(max_tokens, MIN_TOKENS + 1), budget_s)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -24,11 +25,12 @@ class EngineReading:
 
 
 class EngineProbe:
-    def __init__(self, endpoints: list[EngineEndpoint], engine_kind: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, endpoints: list[EngineEndpoint], engine_kind: str, timeout_s: float = 2.0,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self._endpoints = endpoints
         self._kind = engine_kind
         # trust_env=False: a host's HTTP_PROXY must not capture calls to its own engine.
-        self._http = httpx.AsyncClient(timeout=timeout_s, trust_env=False)
+        self._http = httpx.AsyncClient(timeout=timeout_s, trust_env=False, verify=verify)
 
     async def _read_server(self, url: str) -> tuple[bool, dict[str, EngineMetrics] | None]:
         try:

@@ -95,9 +95,11 @@ class EngineSpec(BaseModel):
 
 
 def vllm_command(spec: EngineSpec, *, executable: str = "vllm", host: str = "127.0.0.1",
-                 port: int | None = None, middleware: Sequence[str] = ()) -> list[str]:
+                 port: int | None = None, middleware: Sequence[str] = (),
+                 tls: tuple[str, str] | None = None) -> list[str]:
     """argv for `vllm serve`; `port` overrides spec.port (the agent resolves None and 0 first);
-    `middleware`: ASGI middleware import paths for vLLM's --middleware (the agent's engine-key guard)."""
+    `middleware`: ASGI middleware import paths for vLLM's --middleware (the agent's engine-key guard);
+    `tls`: (certificate file, private key file) to serve HTTPS with (hostkit/engine_tls.py)."""
     port = spec.port if port is None else port
     if not port:
         raise ValueError(f"{spec.model}: no port to launch vLLM on (spec.port is {spec.port!r})")
@@ -117,4 +119,6 @@ def vllm_command(spec: EngineSpec, *, executable: str = "vllm", host: str = "127
     argv.append("--enable-prefix-caching" if spec.enable_prefix_caching else "--no-enable-prefix-caching")
     for path in middleware:
         argv += ["--middleware", path]
+    if tls is not None:
+        argv += ["--ssl-certfile", tls[0], "--ssl-keyfile", tls[1]]
     return argv + list(spec.extra_args)

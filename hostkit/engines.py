@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Protocol
 
 from hostkit.config import AgentConfig
+from hostkit.engine_tls import EngineCert, EngineTlsError, ensure_engine_cert
 from hostkit.sim_engine import SimEngine, start_sim_engine
 from hostkit.vllm_process import EngineEvents, SupervisedVllm
 
@@ -34,6 +36,8 @@ class Engine(Protocol):
     # The bearer key every engine of this host requires (all but /health and /metrics); fixed for the
     # engine's lifetime, so relaunches keep it and the router's copy stays good. Never logged.
     key: str
+    # The engines' TLS certificate once started (None: plain HTTP, over loopback only).
+    tls: EngineCert | None
 
     async def start(self) -> list[EngineEndpoint]: ...
 
@@ -56,6 +60,20 @@ class Engine(Protocol):
         """Launches, exits and relaunches, newest last."""
 
 
+def start_tls(config: AgentConfig) -> EngineCert | None:
+    if not config.uses_tls:
+        return None
+    try:
+        return ensure_engine_cert(config.tls_dir)
+    except EngineTlsError as exc:
+        raise EngineUnavailable(str(exc)) from None
+
+
+def client_verify(tls: EngineCert | None) -> ssl.SSLContext | bool:
+    """What the agent's own calls to its engines verify: exactly their certificate."""
+    return tls.client_context() if tls is not None else True
+
+
 class SimEngineRunner:
     """The simulated engine, started in-process with the config's timing."""
 
@@ -64,14 +82,17 @@ class SimEngineRunner:
     def __init__(self, config: AgentConfig, key: str | None = None) -> None:
         self._config = config
         self.key = key or config.new_engine_key()
+        self.tls: EngineCert | None = None
         self.sim: SimEngine | None = None  # exposed so tests can inject faults
 
     async def start(self) -> list[EngineEndpoint]:
         c = self._config
+        self.tls = start_tls(c)
         self.sim = await start_sim_engine(c.models, host=c.engine_host, port=c.engine_port, timing=c.sim,
-                                          seed=c.sim_seed, api_key=self.key)
-        local = f"http://{url_host(c.local_engine_host)}:{self.sim.port}"
-        public = f"http://{url_host(c.public_engine_host)}:{c.public_engine_port(self.sim.port)}"
+                                          seed=c.sim_seed, api_key=self.key,
+                                          ssl_context=self.tls.server_context() if self.tls else None)
+        local = f"{c.engine_scheme}://{url_host(c.local_engine_host)}:{self.sim.port}"
+        public = f"{c.engine_scheme}://{url_host(c.public_engine_host)}:{c.public_engine_port(self.sim.port)}"
         return [EngineEndpoint(m, local, public) for m in self.sim.models]
 
     async def stop(self) -> None:
@@ -104,6 +125,7 @@ class VllmEngine:
     def __init__(self, config: AgentConfig, key: str | None = None) -> None:
         self._config = config
         self.key = key or config.new_engine_key()
+        self.tls: EngineCert | None = None
         self.events = EngineEvents()
         self.processes: dict[str, SupervisedVllm] = {}  # by model
 
@@ -118,13 +140,14 @@ class VllmEngine:
         except OSError as exc:
             raise EngineUnavailable(f"cannot create the vLLM log directory {c.vllm.log_dir}: {exc}; set log_dir in "
                                     "the [vllm] table") from None
+        self.tls = start_tls(c)
         endpoints = []
         for position, spec in enumerate(c.vllm.engines):
             port = self._port(spec.port, position)
-            local = f"http://{url_host(c.local_engine_host)}:{port}"
-            proc = SupervisedVllm(spec, port, c.engine_host, local, c.vllm, self.events, self.key)
+            local = f"{c.engine_scheme}://{url_host(c.local_engine_host)}:{port}"
+            proc = SupervisedVllm(spec, port, c.engine_host, local, c.vllm, self.events, self.key, self.tls)
             self.processes[spec.model] = proc
-            public = f"http://{url_host(c.public_engine_host)}:{c.public_engine_port(port)}"
+            public = f"{c.engine_scheme}://{url_host(c.public_engine_host)}:{c.public_engine_port(port)}"
             endpoints.append(EngineEndpoint(spec.model, local, public))
         for proc in self.processes.values():
             proc.start()

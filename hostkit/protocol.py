@@ -25,6 +25,7 @@ MISSED_HEARTBEATS_DOWN = 3
 
 # An engine key goes into an HTTP header as is: visible ASCII, no spaces, bounded.
 EngineKey = Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,1024}$")]
+TlsPin = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 
 
 class GpuProcess(msgspec.Struct, omit_defaults=True):
@@ -94,6 +95,9 @@ class Register(msgspec.Struct, omit_defaults=True):
     checks: list[CheckResult] = []
     # The bearer key this host's engines require; None from an agent whose engines need none.
     engine_key: EngineKey | None = None
+    # SHA-256 (hex) of the certificate the engines serve HTTPS with: the router accepts exactly it.
+    # None: the engines speak plain HTTP (an agent reached over loopback, or from before engine TLS).
+    engine_tls_sha256: TlsPin | None = None
 
 
 class RegisterReply(msgspec.Struct):
@@ -110,6 +114,7 @@ class Heartbeat(msgspec.Struct, omit_defaults=True):
     # The same key as in Register, again, so that every router that hears this host has it (one that
     # restarted, one of several behind a load balancer); None leaves the router's copy as it is.
     engine_key: EngineKey | None = None
+    engine_tls_sha256: TlsPin | None = None  # as in Register; None leaves the router's copy as it is
 
 
 class HeartbeatReply(msgspec.Struct):

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import hmac
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -140,6 +141,7 @@ class SimEngine:
         self.stats = {m: sim_metrics.ModelStats() for m in self.models}
         self.host = ""
         self.port = 0
+        self.scheme = "http"
         self._slots = {m: asyncio.Semaphore(timing.max_concurrency) for m in self.models}
         self._fault: Fault | None = None
         self._unhang = asyncio.Event()
@@ -154,7 +156,7 @@ class SimEngine:
     def url(self) -> str:
         """Base URL without /v1, e.g. http://127.0.0.1:8001."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def requests_total(self) -> int:
@@ -192,7 +194,7 @@ class SimEngine:
 
     # -- server --------------------------------------------------------------------------------
 
-    async def _start(self, host: str, port: int) -> None:
+    async def _start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         app = web.Application(middlewares=[self._require_key] if self._key is not None else [])
         app.add_routes([
             web.get("/v1/models", self._models),
@@ -208,11 +210,12 @@ class SimEngine:
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_GRACE_S)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
+        self.scheme = "https" if ssl_context is not None else "http"
         self.host, self.port = runner.addresses[0][:2]
 
     @web.middleware
@@ -473,12 +476,14 @@ async def start_sim_engine(
     timing: SimTiming | None = None,
     seed: int = 0,
     api_key: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> SimEngine:
     """Start a simulated engine serving `models`; port 0 picks a free port (see `.url`).
 
     `seed` is the default for requests that give none, so output depends on (model, prompt, seed).
     `api_key`: required as a bearer key on everything but /health and /metrics; None takes any request.
+    `ssl_context`: serve HTTPS with it (the engines' certificate, hostkit/engine_tls.py).
     """
     engine = SimEngine(models, timing or SimTiming(), seed, api_key)
-    await engine._start(host, port)
+    await engine._start(host, port, ssl_context)
     return engine

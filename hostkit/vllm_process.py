@@ -35,6 +35,7 @@ import httpx
 
 from hostkit.config import VllmSettings
 from hostkit.engine_spec import EngineSpec, vllm_command
+from hostkit.engine_tls import EngineCert
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,13 @@ def _exit_text(code: int | None) -> str:
 
 class SupervisedVllm:
     def __init__(self, spec: EngineSpec, port: int, listen_host: str, local_url: str, settings: VllmSettings,
-                 events: EngineEvents, key: str) -> None:
+                 events: EngineEvents, key: str, tls: EngineCert | None = None) -> None:
         self.spec = spec
         self.port = port
         self.local_url = local_url
         self.argv = vllm_command(spec, executable=settings.executable, host=listen_host, port=port,
-                                 middleware=[GUARD_MIDDLEWARE])
+                                 middleware=[GUARD_MIDDLEWARE],
+                                 tls=(str(tls.cert_path), str(tls.key_path)) if tls is not None else None)
         self._key = key
         self.log_path = settings.log_dir / f"vllm-{spec.model}.log"
         self.state: ProcessState = "stopped"
@@ -93,7 +95,9 @@ class SupervisedVllm:
         self._events = events
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
-        self._http = httpx.AsyncClient(timeout=5.0, trust_env=False)  # never through a host's HTTP_PROXY
+        # Never through a host's HTTP_PROXY; over TLS, trusting exactly the engines' certificate.
+        self._http = httpx.AsyncClient(timeout=5.0, trust_env=False,
+                                       verify=tls.client_context() if tls is not None else True)
 
     @property
     def pid(self) -> int | None:

@@ -82,6 +82,7 @@ class SimHost:
     checks: dict[str, bool | None] = field(default_factory=dict)
     _checked_us: dict[str, tuple[bool, int]] = field(default_factory=dict)
     engine_key: str | None = field(default=None, repr=False)  # what its engine wants; None: no key
+    tls_pin: str | None = None  # the certificate SHA-256 it reports; None: plain HTTP
 
     def _served(self) -> list[protocol.ServedModel]:
         return [protocol.ServedModel(model=m, endpoint=self.engine.url, engine="sim") for m in self.models]
@@ -100,7 +101,8 @@ class SimHost:
 
     async def register(self) -> None:
         body = protocol.Register(name=self.name, models=self._served(), agent_version="test",
-                                 checks=self._check_results(), engine_key=self.engine_key)
+                                 checks=self._check_results(), engine_key=self.engine_key,
+                                 engine_tls_sha256=self.tls_pin)
         r = await self.router.http.post("/hosts/register", content=msgspec.json.encode(body),
                                         headers={"Authorization": f"Bearer {self.token}"})
         r.raise_for_status()
@@ -110,7 +112,8 @@ class SimHost:
         while True:
             await asyncio.sleep(self.router.services.fleet.heartbeat_interval_s)
             body = protocol.Heartbeat(models=self._served(), in_flight=self.engine.running, draining=self.draining,
-                                      checks=self._check_results(), engine_key=self.engine_key)
+                                      checks=self._check_results(), engine_key=self.engine_key,
+                                      engine_tls_sha256=self.tls_pin)
             with contextlib.suppress(httpx.HTTPError):
                 r = await self.router.http.post("/hosts/heartbeat", content=msgspec.json.encode(body),
                                                 headers={"Authorization": f"Bearer {self.token}"})

@@ -7,6 +7,11 @@ A host's engines want its engine key (hostkit/protocol.py Register.engine_key) a
 it is kept here only, in memory (never in the database, the admin API, events or logs: the fields
 holding it are left out of repr), and each replica carries the headers to forward with, built
 once when the key arrives so that the proxy formats nothing per request.
+
+Engines reached off the host's loopback speak TLS with a self-signed certificate whose SHA-256
+the agent reports (Register.engine_tls_sha256, hostkit/engine_tls.py): the router accepts exactly
+that certificate from the host's engines (aiohttp's Fingerprint, built once like the headers). A
+host that reports none is forwarded to as its URLs say: http, or https verified against the CAs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,6 +61,14 @@ def _plain_headers() -> CIMultiDictProxy[str]:
     return PLAIN_ENGINE_HEADERS
 
 
+EngineTls = aiohttp.Fingerprint | bool  # aiohttp's `ssl=`: True verifies against the CAs as usual
+
+
+def engine_tls(pin: str | None) -> EngineTls:
+    """What to accept from engines whose certificate has SHA-256 `pin` (None: nothing pinned)."""
+    return aiohttp.Fingerprint(bytes.fromhex(pin)) if pin else True
+
+
 @dataclass(eq=False, slots=True)
 class Replica:
     """One model served by one host: what the balancer chooses among."""
@@ -72,6 +86,7 @@ class Replica:
     ejected_until: float = 0.0  # monotonic time
     # Sent with every forwarded request: the host's engine_headers(), shared by its replicas.
     headers: CIMultiDictProxy[str] = field(default_factory=_plain_headers, repr=False)
+    ssl: EngineTls = True  # the host's engine_ssl, shared by its replicas
     _urls: dict[str, URL] = field(default_factory=dict)
 
     def endpoint(self, path: str) -> URL:
@@ -103,6 +118,8 @@ class HostState:
     # What its agent said its engines want (in memory only; see the module doc).
     engine_key: str | None = field(default=None, repr=False)
     engine_headers: CIMultiDictProxy[str] = field(default_factory=_plain_headers, repr=False)
+    engine_tls_sha256: str | None = None
+    engine_ssl: EngineTls = True
 
     @property
     def outstanding(self) -> int:
@@ -316,6 +333,7 @@ class Fleet:
         host.gpus = list(msg.gpus)
         host.agent_version = msg.agent_version
         self._set_engine_key(host, msg.engine_key)  # None too: an older agent's engines want no key
+        self._set_engine_tls(host, msg.engine_tls_sha256)  # None too: its engines speak plain HTTP
         self._set_replicas(host, msg.models, msg.checks)
         first = not host.registered
         host.registered = True
@@ -339,6 +357,8 @@ class Fleet:
         host.gpus = list(msg.gpus)
         if msg.engine_key is not None:
             self._set_engine_key(host, msg.engine_key)
+        if msg.engine_tls_sha256 is not None:
+            self._set_engine_tls(host, msg.engine_tls_sha256)
         self._set_replicas(host, msg.models, msg.checks)
         if msg.draining and host.state == "active":
             await self.drain(host, by="host")
@@ -363,6 +383,17 @@ class Fleet:
             rep.failures = 0
             rep.ejected_until = 0.0
 
+    @staticmethod
+    def _set_engine_tls(host: HostState, pin: str | None) -> None:
+        if pin == host.engine_tls_sha256:
+            return
+        host.engine_tls_sha256 = pin
+        host.engine_ssl = engine_tls(pin)
+        for rep in host.replicas.values():
+            rep.ssl = host.engine_ssl
+            rep.failures = 0  # refused under the old certificate, maybe: try again at once
+            rep.ejected_until = 0.0
+
     def _set_replicas(self, host: HostState, served: list[protocol.ServedModel],
                       checks: list[protocol.CheckResult]) -> None:
         wanted = {m.model: m for m in served}
@@ -374,7 +405,8 @@ class Fleet:
             if rep is None or rep.url != m.endpoint.rstrip("/"):
                 if rep is not None:
                     self._unlink(rep)
-                rep = Replica(host, model, m.endpoint.rstrip("/"), m.engine, headers=host.engine_headers)
+                rep = Replica(host, model, m.endpoint.rstrip("/"), m.engine, headers=host.engine_headers,
+                              ssl=host.engine_ssl)
                 host.replicas[model] = rep
                 self._by_model.setdefault(model, []).append(rep)
             rep.ready = m.ready

@@ -204,8 +204,9 @@ class Proxy:
             rep.outstanding += 1
             resp = None
             try:
-                # rep.headers: built once per host, with its engine key (backend/fleet/registry.py).
-                resp = await self._session.post(rep.endpoint(path), data=body, headers=rep.headers)
+                # rep.headers and rep.ssl: built once per host, with its engine key and the certificate
+                # pin its engines serve TLS with (backend/fleet/registry.py).
+                resp = await self._session.post(rep.endpoint(path), data=body, headers=rep.headers, ssl=rep.ssl)
                 if resp.status >= 500:
                     raise UpstreamFailed(502, f"the engine answered {resp.status}")
                 if resp.status == 401:  # the engine's key, not the client's: never pass this on as theirs

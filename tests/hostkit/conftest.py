@@ -87,7 +87,7 @@ def fake_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeVllm:
 
 
 def vllm_config(fake: FakeVllm, router_url: str = "http://127.0.0.1:9", *, models: tuple[str, ...] = ("alpha-8b",),
-                **vllm: object) -> AgentConfig:
+                agent: dict[str, object] | None = None, **vllm: object) -> AgentConfig:
     settings: dict[str, object] = {
         "executable": str(fake.executable), "log_dir": str(fake.dir.parent / "logs"), "restart_initial_s": 0.05,
         "restart_max_s": 0.2, "stop_grace_s": 5, "health_timeout_s": 20, "unhealthy_restart_s": 0.3,
@@ -98,4 +98,4 @@ def vllm_config(fake: FakeVllm, router_url: str = "http://127.0.0.1:9", *, model
     return AgentConfig.model_validate({
         "router_url": router_url, "host_token": TOKEN, "name": "gpu-host", "engine": "vllm", "engine_port": 0,
         "control_port": 0, "heartbeat_interval_s": 0.05, "retry_initial_s": 0.02, "retry_max_s": 0.1,
-        "drain_timeout_s": 5, "vllm": settings})
+        "drain_timeout_s": 5, "vllm": settings, **(agent or {})})

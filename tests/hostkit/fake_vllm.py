@@ -25,6 +25,7 @@ import importlib
 import json
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -45,8 +46,12 @@ async def _serve(args: argparse.Namespace, state: Path) -> int:
         await asyncio.sleep(float(delay.read_text()))
     tps = state / "decode_tps"
     timing = SimTiming(decode_tps=float(tps.read_text()), ttft_base_s=0) if tps.exists() else SimTiming(speed=0)
+    tls = None
+    if args.ssl_certfile:  # as vLLM hands them to uvicorn
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.ssl_certfile, args.ssl_keyfile)
     engine = await start_sim_engine([args.served_model_name], host=args.host, port=args.port, timing=timing,
-                                    api_key=os.environ.get("VLLM_API_KEY") or None)
+                                    api_key=os.environ.get("VLLM_API_KEY") or None, ssl_context=tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if (state / "ignore_sigterm").exists():
@@ -67,6 +72,8 @@ def main() -> int:
     p.add_argument("--host", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--middleware", action="append", default=[])
+    p.add_argument("--ssl-certfile")
+    p.add_argument("--ssl-keyfile")
     args, _rest = p.parse_known_args()
     state = Path(os.environ["FAKE_VLLM_DIR"])
     with open(state / "launches.jsonl", "a") as out:

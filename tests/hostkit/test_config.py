@@ -190,7 +190,7 @@ async def test_the_router_is_told_the_mapped_port_and_the_agent_reads_the_engine
     from hostkit.engines import SimEngineRunner
 
     base = {"router_url": "http://r:1", "host_token": SECRET, "models": ["m"], "engine_host": "127.0.0.1",
-            "advertise_host": "203.0.113.9", "engine_port": 0}
+            "advertise_host": "203.0.113.9", "engine_port": 0, "engine_tls": "off"}
     runner = SimEngineRunner(AgentConfig.model_validate(base))
     (plain,) = await runner.start()
     port = runner.sim.port

@@ -227,5 +227,26 @@ async def test_each_engine_is_advertised_on_its_mapped_public_port(fake_vllm: Fa
         alpha, beta = await engine.start()
     finally:
         await engine.stop()
-    assert (alpha.local_url, alpha.public_url) == ("http://127.0.0.1:18401", "http://74.48.78.46:41234")
-    assert beta.public_url == "http://74.48.78.46:18402"  # not mapped: its own port
+    # Reached off loopback: TLS, the agent's own reads included.
+    assert (alpha.local_url, alpha.public_url) == ("https://127.0.0.1:18401", "https://74.48.78.46:41234")
+    assert beta.public_url == "https://74.48.78.46:18402"  # not mapped: its own port
+
+
+async def test_vllm_serves_tls_with_the_hosts_certificate_and_the_agent_trusts_exactly_it(
+        fake_vllm: FakeVllm, tmp_path) -> None:
+    engine = VllmEngine(vllm_config(fake_vllm, agent={"engine_tls": "on", "tls_dir": str(tmp_path / "tls")}))
+    try:
+        [endpoint] = await engine.start()
+        assert endpoint.local_url.startswith("https://") and endpoint.public_url.startswith("https://")
+        # The supervisor's /health polls go over TLS, trusting the host's own certificate.
+        await eventually(lambda: healthy(engine, "alpha-8b"), 20, "healthy")
+        async with httpx.AsyncClient(base_url=endpoint.local_url, verify=engine.tls.client_context()) as http:
+            assert (await http.get("/health")).status_code == 200
+        with pytest.raises(httpx.ConnectError):  # anyone else's trust store: a self-signed certificate
+            async with httpx.AsyncClient(base_url=endpoint.local_url) as http:
+                await http.get("/health")
+    finally:
+        await engine.stop()
+    argv = fake_vllm.launches()[0]["argv"]
+    assert argv[argv.index("--ssl-certfile") + 1] == str(tmp_path / "tls" / "engine-cert.pem")
+    assert argv[argv.index("--ssl-keyfile") + 1] == str(tmp_path / "tls" / "engine-key.pem")

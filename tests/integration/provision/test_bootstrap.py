@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from backend.provision.events import StepFailed, StepFinished, StepOutput, StepSkipped
 from backend.provision.playbook import load_named
+from hostkit.engine_tls import ensure_engine_cert
 from tests.ports import free_port
 from tests.router_harness import router_settings, running_router
 
@@ -92,6 +93,7 @@ async def test_bootstrap_serve_upgrade_and_teardown(tmp_path, runner, target, to
                 "venv_options": ["--without-pip"],
                 "pip_options": ["--no-index", "--no-cache-dir"], "shared_site_packages": str(shared_site_packages),
                 "engine_host": "127.0.0.1", "engine_port": 0, "control_port": free_port(),
+                "engine_tls": "on",  # as off loopback: the certificate is made on the host and pinned
             }
             bootstrap = load_named("bootstrap")
 
@@ -106,6 +108,10 @@ async def test_bootstrap_serve_upgrade_and_teardown(tmp_path, runner, target, to
             fleet = router.services.fleet
             host = fleet.host(host_id)
             assert fleet.is_up(host) and host.replicas[MODEL].engine == "sim"
+            tls_dir = install_dir / "run" / "tls"
+            assert host.replicas[MODEL].url.startswith("https://")
+            assert host.engine_tls_sha256 == ensure_engine_cert(tls_dir).sha256
+            assert (tls_dir / "engine-key.pem").stat().st_mode & 0o777 == 0o600
             # The agent reported its hardware check; the router hears of it with a heartbeat at most.
             assert await chosen(fleet, host)
 
@@ -145,7 +151,8 @@ async def test_bootstrap_serve_upgrade_and_teardown(tmp_path, runner, target, to
             assert outcomes and set(outcomes) == {"ok"}, outcomes
             new_sha = hashlib.sha256(new_wheel.read_bytes()).hexdigest()
             assert (install_dir / "run" / "running-wheel").read_text().split()[0] == new_sha
-            assert fleet.status(host) == "active"
+            assert fleet.status(host) == "active", (fleet.status(host), host.state, fleet.is_up(host),
+                                                    {m: (r.check, r.ejected_until) for m, r in host.replicas.items()})
             (await router.http.post(f"/admin/hosts/{staying.host_id}/drain", headers=router.admin)).raise_for_status()
             assert await chosen(fleet, host)
             await sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "again"}],
