@@ -377,11 +377,7 @@ class Fleet:
             return
         host.engine_key = key
         host.engine_headers = engine_headers(key)
-        for rep in host.replicas.values():
-            rep.headers = host.engine_headers
-            # Refused with the old key (401), maybe: a new key deserves a new try at once.
-            rep.failures = 0
-            rep.ejected_until = 0.0
+        Fleet._reach_engines_anew(host)
 
     @staticmethod
     def _set_engine_tls(host: HostState, pin: str | None) -> None:
@@ -389,9 +385,15 @@ class Fleet:
             return
         host.engine_tls_sha256 = pin
         host.engine_ssl = engine_tls(pin)
+        Fleet._reach_engines_anew(host)
+
+    @staticmethod
+    def _reach_engines_anew(host: HostState) -> None:
+        """The host's engines want another key or serve another certificate: its replicas forward
+        with the new ones, and a replica refused under the old ones deserves a new try at once."""
         for rep in host.replicas.values():
-            rep.ssl = host.engine_ssl
-            rep.failures = 0  # refused under the old certificate, maybe: try again at once
+            rep.headers, rep.ssl = host.engine_headers, host.engine_ssl
+            rep.failures = 0
             rep.ejected_until = 0.0
 
     def _set_replicas(self, host: HostState, served: list[protocol.ServedModel],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
 
 import aiohttp
 import httpx
@@ -17,18 +16,8 @@ from hostkit.agent import Agent
 from hostkit.config import AgentConfig
 from hostkit.engine_tls import ensure_engine_cert
 from hostkit.sim_engine import SimTiming, start_sim_engine
+from tests.integration.test_engine_keys import CHAT, MODEL, until
 from tests.router_harness import FAST, Router, SimHost, router_settings, running_router
-
-MODEL = "llama-3.1-8b-instruct"
-CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-
-
-async def until(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    for _ in range(int(timeout_s / 0.02)):
-        if cond():
-            return True
-        await asyncio.sleep(0.02)
-    return cond()
 
 
 async def start_agent(router: Router, tmp_path, engine_tls: str = "on") -> tuple[Agent, str]:
@@ -38,9 +27,10 @@ async def start_agent(router: Router, tmp_path, engine_tls: str = "on") -> tuple
                               sim=SimTiming(speed=0), engine_tls=engine_tls, tls_dir=tmp_path / "tls"))
     await agent.start()
     host_id = enrolled["host"]["id"]
-    host = router.services.fleet.host(host_id)
+    fleet = router.services.fleet
+    host = fleet.host(host_id)
     # Routable only once its hardware check passed: the agent measured decode speed over TLS.
-    assert await until(lambda: router.services.fleet.is_up(host) and router.services.fleet.choose(MODEL) is not None)
+    assert await until(lambda: fleet.is_up(host) and fleet.choose(MODEL) is not None, 10)
     return agent, host_id
 
 
@@ -114,7 +104,7 @@ async def test_an_engine_whose_certificate_is_not_the_pinned_one_gets_no_request
             # Its agent reports the certificate it really serves: it is taken back at once.
             swapped.tls_pin = theirs.sha256
             rep = router.services.fleet.host(swapped.host_id).replicas[MODEL]
-            assert await until(lambda: rep.ejected_until == 0 and router.services.fleet.choose(MODEL) is not None)
+            assert await until(lambda: rep.ejected_until == 0 and router.services.fleet.choose(MODEL) is not None, 10)
             assert (await sdk.chat.completions.create(**CHAT)).usage.completion_tokens == 4
             assert engine.requests_total == 1
 
