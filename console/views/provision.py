@@ -88,16 +88,22 @@ class ProvisionView(TableView):
         self.set_rows([(key, offer_cells(o)) for key, o in self.offers.items()])
         self.query_one("#unavailable", Static).update(
             "not asked: " + "; ".join(offers.unavailable) if offers.unavailable else "")
+        # The job is fetched before the key list: a job seen waiting for a key had recorded it as
+        # pending before it said so, so the list fetched after always holds it. Both are shown
+        # together, with no await between, so the view never shows the state without the key.
+        job = await api.job(self.job_id, after=self._after) if self.job_id is not None else None
         keys = await api.pending_host_keys()
+        if job is not None and job.id == self.job_id:  # not one the operator has since left for another
+            self._show_job(job)
+            waiting = job.host_key
+            if waiting is not None and all((k.host, k.port, k.fingerprint) != (waiting.host, waiting.port,
+                                                                               waiting.fingerprint) for k in keys):
+                keys.append(waiting)
         self.query_one("#host-keys", Static).update(
             "host keys waiting for your confirmation (k): " + "; ".join(
                 f"{k.host}:{k.port} {k.key_type} {k.fingerprint}" for k in keys) if keys else "")
-        await self._follow_job()
 
-    async def _follow_job(self) -> None:
-        if self.job_id is None:
-            return
-        job = await self.tm.api.job(self.job_id, after=self._after)
+    def _show_job(self, job: JobOut) -> None:
         self.job = job
         log = self.query_one("#job-log", Log)
         for e in job.events:
