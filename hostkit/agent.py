@@ -112,7 +112,8 @@ class Agent:
         endpoints = await self.engine.start()
         self._endpoints = {e.model: e.public_url for e in endpoints}
         self._local_endpoints = {e.model: e.local_url for e in endpoints}
-        self._probe = EngineProbe(endpoints, self.engine.kind, verify=client_verify(self.engine.tls))
+        self._probe = EngineProbe(endpoints, self.engine.kind, verify=client_verify(self.engine.tls),
+                                  engine_key=self.engine.key)
         self._checks = ModelChecks(self._checker, self.engine, self._local_endpoints, self._wake.set,
                                    one_at_a_time=self.engine.kind == "vllm")
         self.state = "registering"

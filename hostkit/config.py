@@ -45,7 +45,7 @@ machine, as with `tokenmill serve --local`). A host the router reaches over the 
 every interface (engine_host = "0.0.0.0", what the bootstrap playbook writes) and must then name
 advertise_host, the address the router dials (the config is refused otherwise). Either way the
 engines take requests only with the engine key (engine_key, a random one per start unless given;
-/health and /metrics stay open), which the agent hands the router in every register and heartbeat.
+/health stays open), which the agent hands the router in every register and heartbeat.
 Off loopback they also speak TLS (engine_tls = "auto"): a self-signed certificate made once in
 tls_dir, whose SHA-256 the agent hands the router too, so the router accepts exactly it
 (hostkit/engine_tls.py). engine_tls = "on" / "off" forces it either way.
@@ -121,7 +121,7 @@ class AgentConfig(BaseModel):
     router_url: str = Field(description="Base URL of the tokenmill router, e.g. https://router.example:8640")
     host_token: SecretStr = Field(description="tmh-... token issued by the operator; never logged")
     engine_key: SecretStr | None = Field(
-        default=None, description="bearer key the engines require on every route but /health and /metrics (the "
+        default=None, description="bearer key the engines require on every route but /health (the "
                                   "agent tells the router); None: a new random one at every start. Never logged")
     name: str = Field(default_factory=socket.gethostname, min_length=1)
     engine: Literal["sim", "vllm"] = "sim"

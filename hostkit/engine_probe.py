@@ -26,11 +26,14 @@ class EngineReading:
 
 class EngineProbe:
     def __init__(self, endpoints: list[EngineEndpoint], engine_kind: str, timeout_s: float = 2.0,
-                 verify: ssl.SSLContext | bool = True) -> None:
+                 verify: ssl.SSLContext | bool = True, engine_key: str | None = None) -> None:
         self._endpoints = endpoints
         self._kind = engine_kind
+        # /metrics needs the engine key (a rented engine's port is public, and its figures are the
+        # operator's business); /health does not, but the key costs nothing there.
+        headers = {"Authorization": f"Bearer {engine_key}"} if engine_key else None
         # trust_env=False: a host's HTTP_PROXY must not capture calls to its own engine.
-        self._http = httpx.AsyncClient(timeout=timeout_s, trust_env=False, verify=verify)
+        self._http = httpx.AsyncClient(timeout=timeout_s, trust_env=False, verify=verify, headers=headers)
 
     async def _read_server(self, url: str) -> tuple[bool, dict[str, EngineMetrics] | None]:
         try:

@@ -33,7 +33,7 @@ class EngineEndpoint:
 
 class Engine(Protocol):
     kind: str  # ServedModel.engine: "sim" or "vllm"
-    # The bearer key every engine of this host requires (all but /health and /metrics); fixed for the
+    # The bearer key every engine of this host requires (all but /health); fixed for the
     # engine's lifetime, so relaunches keep it and the router's copy stays good. Never logged.
     key: str
     # The engines' TLS certificate once started (None: plain HTTP, over loopback only).

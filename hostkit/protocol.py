@@ -6,7 +6,7 @@ as JSON. Fields only ever get added (with defaults), so an older agent keeps wor
 Authentication: every call carries `Authorization: Bearer <host token>` (tmh-...), issued once
 by the operator (`POST /admin/hosts`) or by `tokenmill serve --local` for its simulated hosts.
 The other way round, a host's engines accept only requests that carry `Authorization: Bearer
-<engine key>` (everything but /health and /metrics): the agent makes the key, starts its engines
+<engine key>` (everything but /health): the agent makes the key, starts its engines
 with it and tells the router in `engine_key`, which the router keeps in memory only and sends with
 every request it forwards to that host. An agent from before engine keys sends none, and its
 engines are forwarded to without one.

@@ -21,7 +21,7 @@ stopped); POST /_sim/heal ends it; GET /_sim/state shows counters and the fault.
 to requests that arrive while it is set; /health answers 503 under refuse, 500 and hang.
 
 Started with an `api_key`, it answers 401 (OpenAI's error envelope, code invalid_api_key) to every
-request without `Authorization: Bearer <api_key>` except GET /health and /metrics, as the agent's
+request without `Authorization: Bearer <api_key>` except GET /health, as the agent's
 vLLM does (its own key check plus hostkit/vllm_plugins/tokenmill_engine_guard.py); without one it
 takes any request.
 """
@@ -55,7 +55,7 @@ from hostkit.sim_text import (
 DEFAULT_MAX_TOKENS = 16  # when a request gives none (OpenAI's completions default)
 MAX_CHOICES = 16  # bound on `n` (and prompts x n), so one request cannot occupy the sim for long
 SHUTDOWN_GRACE_S = 1.0  # stop() lets running handlers finish this long, then cancels them
-OPEN_PATHS = frozenset({"/health", "/metrics"})  # answered without the engine key (the agent reads them)
+OPEN_PATHS = frozenset({"/health"})  # answered without the engine key (a liveness probe, nothing to read)
 
 FaultMode = Literal["refuse", "500", "cut_after", "hang"]
 
@@ -481,7 +481,7 @@ async def start_sim_engine(
     """Start a simulated engine serving `models`; port 0 picks a free port (see `.url`).
 
     `seed` is the default for requests that give none, so output depends on (model, prompt, seed).
-    `api_key`: required as a bearer key on everything but /health and /metrics; None takes any request.
+    `api_key`: required as a bearer key on everything but /health; None takes any request.
     `ssl_context`: serve HTTPS with it (the engines' certificate, hostkit/engine_tls.py).
     """
     engine = SimEngine(models, timing or SimTiming(), seed, api_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -27,6 +28,25 @@ def _isolated_settings(tmp_path_factory, monkeypatch):
     for var in [v for v in os.environ if v.startswith("TOKENMILL_") and v not in ("TOKENMILL_DATA_DIR",)]:
         if var != "TOKENMILL_TEST_DATABASE_URL":
             monkeypatch.delenv(var)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A CLI run in-process (hostkit's or the backend's) sets up the root logger for a process: its
+    handlers would outlive the test, writing to a captured stderr pytest has since closed."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("httpx",)}
+    yield
+    for h in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(h)
+        h.close()
+    for h in handlers:
+        if h not in root.handlers:  # basicConfig(force=True) removed it
+            root.addHandler(h)
+    root.setLevel(level)
+    for name, lv in levels.items():
+        logging.getLogger(name).setLevel(lv)
 
 
 async def _pg_admin(sql: str) -> None:

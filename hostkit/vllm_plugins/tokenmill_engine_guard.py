@@ -1,4 +1,4 @@
-"""tokenmill's engine-key guard inside vLLM's OpenAI server: every route but /health and /metrics
+"""tokenmill's engine-key guard inside vLLM's OpenAI server: every route but /health
 needs `Authorization: Bearer <engine key>`.
 
 Why: vLLM's own key check (`--api-key`, or the VLLM_API_KEY variable) covers only the /v1 routes
@@ -25,7 +25,7 @@ import json
 import os
 
 KEY_ENV = "VLLM_API_KEY"
-OPEN_PATHS = frozenset({"/health", "/metrics", "/metrics/"})  # the agent's probes; nothing to steal or run
+OPEN_PATHS = frozenset({"/health"})  # a liveness probe: nothing to read or run
 _BODY = json.dumps({"error": {
     "message": "Missing or wrong engine key: send 'Authorization: Bearer <engine key>'.",
     "type": "invalid_request_error", "param": None, "code": "invalid_api_key",

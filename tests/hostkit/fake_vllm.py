@@ -2,7 +2,7 @@
 --host H --port P ...` serves the simulated engine (vLLM's HTTP surface) for M on H:P.
 
 Like vLLM, it takes its key from VLLM_API_KEY (the simulated engine then wants it on everything but
-/health and /metrics, as vLLM with the agent's guard does), and it imports each `--middleware
+/health, as vLLM with the agent's guard does), and it imports each `--middleware
 module.Name` the way vLLM does (from its PYTHONPATH), building it as vLLM's app.add_middleware would
 (`Name(app)`), so a guard that cannot load fails the launch here too. It cannot run an ASGI
 middleware over its aiohttp server; the guard's own behaviour is tested under uvicorn.

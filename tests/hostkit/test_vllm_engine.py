@@ -51,7 +51,7 @@ async def test_one_process_per_model_on_its_own_port_then_stopped(engine: VllmEn
     assert "--enable-prefix-caching" in argv and argv[argv.index("--max-model-len") + 1] == "4096"
 
     # Real HTTP: health, and vLLM's metrics under the served model name, as the agent reads them.
-    reading = await EngineProbe(endpoints, "vllm").read()
+    reading = await EngineProbe(endpoints, "vllm", engine_key=engine.key).read()
     assert all(m.ready and m.metrics is not None for m in reading.models)
     log = (fake_vllm.dir.parent / "logs" / "vllm-alpha-8b.log").read_text()
     assert "tokenmill-host launch 1: " in log and "fake vllm: serving alpha-8b" in log
@@ -167,7 +167,8 @@ async def test_vllm_is_locked_with_the_engine_key_which_no_log_or_command_line_s
         [endpoint] = await engine.start()
         await eventually(lambda: healthy(engine, "alpha-8b"), 20, "healthy")
         async with httpx.AsyncClient(base_url=endpoint.local_url) as http:
-            assert (await http.get("/health")).status_code == 200 and (await http.get("/metrics")).status_code == 200
+            assert (await http.get("/health")).status_code == 200 and (await http.get("/metrics")).status_code == 401
+            assert (await http.get("/metrics", headers={"Authorization": f"Bearer {key}"})).status_code == 200
             body = {"model": "alpha-8b", "prompt": "hi", "max_tokens": 2}
             refused = await http.post("/v1/completions", json=body)
             assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"

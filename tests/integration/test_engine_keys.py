@@ -80,10 +80,14 @@ async def test_an_agents_host_serves_through_the_router_with_its_key_and_only_wi
                     refused = await direct.post("/v1/chat/completions", json=CHAT, headers=headers)
                     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
                 assert (await direct.get("/v1/models")).status_code == 401
-                assert (await direct.get("/health")).status_code == 200  # the agent's probes stay open
+                assert (await direct.get("/metrics")).status_code == 401  # the operator's figures too
+                assert (await direct.get("/health")).status_code == 200  # a liveness probe stays open
                 ok = await direct.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"})
                 assert ok.status_code == 200
             assert agent.engine.sim.requests_total == served + 1  # the refused ones never reached the model
+            # The agent reads its engine's metrics with the key and hands them on in its heartbeats.
+            assert await until(lambda: host.replicas[MODEL].metrics is not None
+                               and host.replicas[MODEL].metrics.generation_tokens_total > 0)
 
             # The key is nowhere to be read: admin API, events, logs (the agent's and the router's).
             assert key not in await admin_pages(router, host_id)
