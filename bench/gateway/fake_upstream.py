@@ -14,6 +14,7 @@ include_usage) and reused, keep-alive.
 
     .venv/bin/python bench/gateway/fake_upstream.py --port 8001
     .venv/bin/python bench/gateway/fake_upstream.py --port 8001 --token-interval-ms 5   # paced stream
+    ... --tls-cert CERT --tls-key KEY     # also serves HTTPS on a second port (printed second)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import collections
 import signal
+import ssl
 import sys
 
 import httptools
@@ -242,18 +244,25 @@ class HttpConn(asyncio.Protocol):
             self._transport.close()
 
 
-async def serve(host: str, port: int, models: list[str], interval_s: float) -> None:
+async def serve(host: str, port: int, models: list[str], interval_s: float,
+                tls: ssl.SSLContext | None = None) -> None:
     loop = asyncio.get_running_loop()
     replies = Replies(models)
-    server = await loop.create_server(lambda: HttpConn(replies, interval_s), host, port, backlog=2048,
-                                      reuse_address=True)
+    servers = [await loop.create_server(lambda: HttpConn(replies, interval_s), host, port, backlog=2048,
+                                        reuse_address=True)]
+    if tls is not None:  # the same engine over TLS, as a rented host's engine is reached
+        servers.append(await loop.create_server(lambda: HttpConn(replies, interval_s), host, 0, backlog=2048,
+                                                reuse_address=True, ssl=tls))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    bound = server.sockets[0].getsockname()[1]
-    print(f"fake upstream on http://{host}:{bound}", flush=True)
-    async with server:
+    for server, scheme in zip(servers, ("http", "https"), strict=False):
+        print(f"fake upstream on {scheme}://{host}:{server.sockets[0].getsockname()[1]}", flush=True)
+    try:
         await stop.wait()
+    finally:
+        for server in servers:
+            server.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,11 +272,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", help="model id for /v1/models (repeatable)")
     ap.add_argument("--token-interval-ms", type=float, default=0.0,
                     help="pause between stream events (default 0: only yield to the loop)")
+    ap.add_argument("--tls-cert", help="PEM certificate: also serve HTTPS on a free port (needs --tls-key)")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = ap.parse_args(argv)
     models = args.model or ["llama-3.1-8b-instruct"]
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            ap.error("--tls-cert and --tls-key go together")
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     import uvloop
 
-    uvloop.run(serve(args.host, args.port, models, args.token_interval_ms / 1000))
+    uvloop.run(serve(args.host, args.port, models, args.token_interval_ms / 1000, tls))
     return 0
 
 

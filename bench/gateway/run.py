@@ -16,6 +16,11 @@ router.
     .venv/bin/python bench/gateway/run.py                  # 5 s per point (~2 min)
     .venv/bin/python bench/gateway/run.py --quick          # smoke run (~30 s)
     .venv/bin/python bench/gateway/run.py --profile        # then py-spy the router at concurrency 64
+    .venv/bin/python bench/gateway/run.py --engine-tls     # router -> engine over pinned TLS
+
+--engine-tls: the router reaches the engine as it reaches a rented host's, over HTTPS with the
+engine's self-signed certificate pinned (hostkit/engine_tls.py makes it, the host reports its
+SHA-256); DIRECT stays plain HTTP, so the router-added figures include what TLS costs the router.
 
 Router-added latency = THROUGH p50 - DIRECT p50 (TTFT likewise). Router CPU per request =
 the router process's utime+stime over the measured window / requests in the window.
@@ -124,7 +129,9 @@ class Bench:
         self.router: subprocess.Popen | None = None
         self.upstream: subprocess.Popen | None = None
         self.router_url = ""
-        self.upstream_url = ""
+        self.upstream_url = ""  # plain HTTP: what DIRECT measures
+        self.engine_url = ""  # what the router is told: the same, or its HTTPS port with --engine-tls
+        self.engine_pin: str | None = None
         self.admin: dict[str, str] = {}
         self.host_token = ""
         self.key = ""
@@ -138,12 +145,23 @@ class Bench:
                "--port", "0", "--model", MODEL]
         if self.args.token_interval_ms:
             cmd += ["--token-interval-ms", str(self.args.token_interval_ms)]
+        if self.args.engine_tls:
+            from hostkit.engine_tls import ensure_engine_cert
+
+            cert = ensure_engine_cert(self.tmp / "tls")
+            self.engine_pin = cert.sha256
+            cmd += ["--tls-cert", str(cert.cert_path), "--tls-key", str(cert.key_path)]
         self.upstream = self.procs.start("upstream", cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          text=True)
         line = self.upstream.stdout.readline()  # "fake upstream on http://127.0.0.1:PORT"
         if "http://" not in line:
             raise SystemExit(f"fake upstream did not start: {line!r}")
-        self.upstream_url = line.strip().rsplit(" ", 1)[1]
+        self.upstream_url = self.engine_url = line.strip().rsplit(" ", 1)[1]
+        if self.args.engine_tls:
+            line = self.upstream.stdout.readline()  # "fake upstream on https://127.0.0.1:PORT"
+            if "https://" not in line:
+                raise SystemExit(f"fake upstream did not serve TLS: {line!r}")
+            self.engine_url = line.strip().rsplit(" ", 1)[1]
 
     async def start_router(self) -> None:
         port = free_port()
@@ -185,7 +203,7 @@ class Bench:
         return r.json()
 
     def _served(self) -> list[protocol.ServedModel]:
-        return [protocol.ServedModel(model=MODEL, endpoint=self.upstream_url, engine="sim")]
+        return [protocol.ServedModel(model=MODEL, endpoint=self.engine_url, engine="sim")]
 
     @staticmethod
     def _checks() -> list[protocol.CheckResult]:
@@ -197,7 +215,7 @@ class Bench:
                                         headers=self.admin), "enroll host")
         self.host_token = host["token"]
         reg = protocol.Register(name="bench-upstream", models=self._served(), agent_version="bench",
-                                checks=self._checks(), engine_key=ENGINE_KEY)
+                                checks=self._checks(), engine_key=ENGINE_KEY, engine_tls_sha256=self.engine_pin)
         self._ok(await http.post("/hosts/register", content=msgspec.json.encode(reg),
                                  headers={"Authorization": f"Bearer {self.host_token}",
                                           "Content-Type": "application/json"}), "register host")
@@ -216,7 +234,7 @@ class Bench:
 
     async def heartbeat(self, http: httpx.AsyncClient) -> None:
         body = msgspec.json.encode(protocol.Heartbeat(models=self._served(), checks=self._checks(),
-                                                      engine_key=ENGINE_KEY))
+                                                      engine_key=ENGINE_KEY, engine_tls_sha256=self.engine_pin))
         headers = {"Authorization": f"Bearer {self.host_token}", "Content-Type": "application/json"}
         while True:
             await asyncio.sleep(2.0)
@@ -364,7 +382,8 @@ class Bench:
         self.start_upstream()
         await self.start_router()
         print(f"router: {self.router_cmd} (pid {self.router.pid}, core {self.router_core}) on {self.router_url}; "
-              f"fake upstream {self.upstream_url} (pid {self.upstream.pid}, core {self.load_core}); "
+              f"fake upstream {self.upstream_url}{' and ' + self.engine_url if a.engine_tls else ''} "
+              f"(pid {self.upstream.pid}, core {self.load_core}); "
               f"data dir {self.tmp / 'data'}", flush=True)
         async with httpx.AsyncClient(base_url=self.router_url, timeout=10) as http:
             await self.setup(http)
@@ -384,7 +403,8 @@ class Bench:
             "config": {"seconds": a.seconds, "warmup": a.warmup, "concurrency": list(a.concurrency),
                        "model": MODEL, "pinned": self.pinned, "router_core": self.router_core,
                        "load_core": self.load_core, "include_usage_sent_by_client": not a.no_include_usage,
-                       "token_interval_ms": a.token_interval_ms, "python": sys.version.split()[0],
+                       "token_interval_ms": a.token_interval_ms, "engine_tls": a.engine_tls,
+                       "python": sys.version.split()[0],
                        "cpu": cpu_model(), "router_rss_mib_end": proc_rss_mib(self.router.pid)},
             "points": rows, "added": added(rows), "targets": targets(rows),
             "usage_by_model": usage, "through_ok_total": self.through_ok, "metering_ok": metered,
@@ -590,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="clients do not ask for stream usage (the router then rewrites the body)")
     ap.add_argument("--token-interval-ms", type=float, default=0.0, help="fake upstream pause between events")
     ap.add_argument("--profile", action="store_true", help="then py-spy the router under load, per mode")
+    ap.add_argument("--engine-tls", action="store_true",
+                    help="the router reaches the engine over TLS pinned to its certificate (DIRECT stays plain)")
     ap.add_argument("--profile-concurrency", type=lambda s: tuple(int(x) for x in s.split(",")), default=(1, 64),
                     help="concurrency levels to profile (default 1,64)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
