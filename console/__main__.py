@@ -11,10 +11,11 @@ from console.client import AdminClient
 def run_console(url: str, token: str, *, readonly: bool = False, simulated: bool = False,
                 refresh_s: float = 2.0) -> None:
     from console.app import TokenmillApp
+    from console.gc_pacer import GcPacer
 
     # The app closes the client on its own loop when it exits (owns_api).
     TokenmillApp(AdminClient(url, token), readonly=readonly, simulated=simulated, refresh_s=refresh_s,
-                 owns_api=True).run()
+                 owns_api=True, gc_pacer=GcPacer()).run()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Footer, Input
 
 from console.client import AdminError, BackendUnavailable
+from console.gc_pacer import GcPacer
 from console.views import VIEWS, View
 from console.widgets.command import CommandLine
 from console.widgets.header import StatusHeader
@@ -43,8 +44,12 @@ class TokenmillApp(App[None]):
 
     def __init__(self, api: Any, *, readonly: bool = False, simulated: bool = False, refresh_s: float = 2.0,
                  clock_us: Callable[[], int] | None = None, initial_view: str = "overview",
-                 owns_api: bool = False) -> None:
+                 owns_api: bool = False, gc_pacer: GcPacer | None = None) -> None:
         super().__init__()
+        # The console's own process paces full garbage collections (gc_pacer.py); None leaves
+        # Python's defaults, as a test process running many apps wants.
+        self.gc_pacer = gc_pacer
+        self._gc_released = False
         self.api, self.readonly, self.simulated, self.refresh_s = api, readonly, simulated, refresh_s
         # Injected so snapshot tests can freeze "now" (the overview's windows depend on it).
         self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
@@ -81,7 +86,26 @@ class TokenmillApp(App[None]):
         self.command_line = self.query_one(CommandLine)
         self.show_view(self.initial_view, now=True)  # nothing to show yet: fetch while the frame paints
 
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and self.gc_pacer is not None:
+            self.gc_pacer.key_pressed()
+        await super().on_event(event)
+
+    def _pace_gc(self) -> None:
+        """After a refresh has painted: the pacer is installed once the first figures are on screen
+        (start-up's collection does not delay them), then a full collection, when due, runs here."""
+        pacer = self.gc_pacer
+        if pacer is None or self._gc_released or not self.is_running or self._closing:
+            return
+        if pacer.installed:
+            pacer.idle()
+        else:
+            pacer.install()
+
     async def on_unmount(self) -> None:
+        if self.gc_pacer is not None:
+            self._gc_released = True
+            self.gc_pacer.uninstall()
         if self.owns_api:
             await self.api.aclose()
 
@@ -133,6 +157,8 @@ class TokenmillApp(App[None]):
             self.refreshes += 1
             if view.id == self.switcher.current:
                 self.view_refreshes += 1
+            if self.gc_pacer is not None and not self._again:
+                self.call_after_refresh(self._pace_gc)
             if self._again:
                 self.request_refresh()
             elif self.is_running:
