@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import msgspec
@@ -145,20 +146,26 @@ class Router:
     async def add_host(self, name: str, models: list[str], *, timing: SimTiming = FAST,
                        payout_share_bps: int = 0, own_process: bool = False,
                        checks: dict[str, bool | None] | None = None, keyed: bool = True) -> SimHost:
-        r = await self.http.post("/admin/hosts", json={"name": name, "provider": "local",
-                                                       "payout_share_bps": payout_share_bps}, headers=self.admin)
-        r.raise_for_status()
-        enrolled = r.json()
         key = secrets.token_urlsafe(32) if keyed else None
         if own_process:
             engine = await EngineProcess.start(models, timing, key)
         else:
             engine = await start_sim_engine(models, timing=timing, api_key=key)
-        host = SimHost(self, name, enrolled["token"], enrolled["host"]["id"], engine, models, checks=dict(checks or {}),
-                       engine_key=key)
-        await host.register()
-        self.hosts.append(host)
-        return host
+        return await self.enroll(name, engine, models, payout_share_bps=payout_share_bps,
+                                 checks=dict(checks or {}), engine_key=key)
+
+    async def enroll(self, name: str, engine: SimEngine | EngineProcess, models: list[str], *,
+                     payout_share_bps: int = 0, **host: Any) -> SimHost:
+        """Enroll a host for an engine already running and register it; `host`: SimHost fields
+        (what its agent reports, e.g. engine_key or tls_pin, which may differ from the engine's)."""
+        r = await self.http.post("/admin/hosts", json={"name": name, "provider": "local",
+                                                       "payout_share_bps": payout_share_bps}, headers=self.admin)
+        r.raise_for_status()
+        enrolled = r.json()
+        sim = SimHost(self, name, enrolled["token"], enrolled["host"]["id"], engine, models, **host)
+        await sim.register()
+        self.hosts.append(sim)
+        return sim
 
     async def client_with_key(self, name: str = "acme", credit_usd: str = "10.00") -> tuple[str, str]:
         r = await self.http.post("/admin/clients", json={"name": name}, headers=self.admin)

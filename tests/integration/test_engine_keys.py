@@ -16,7 +16,7 @@ from backend.fleet.registry import PLAIN_ENGINE_HEADERS, Fleet
 from hostkit.agent import Agent
 from hostkit.config import AgentConfig
 from hostkit.sim_engine import SimTiming, start_sim_engine
-from tests.router_harness import FAST, Router, SimHost, router_settings, running_router
+from tests.router_harness import FAST, Router, router_settings, running_router
 
 MODEL = "llama-3.1-8b-instruct"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -125,12 +125,9 @@ async def test_an_engine_refusing_the_routers_key_is_an_upstream_failure_not_the
     being wrong. Another replica gets the request; with none, a 502, not charged."""
     async with running_router(router_settings(tmp_path)) as router:
         key = secrets.token_urlsafe(32)
-        enrolled = (await router.http.post("/admin/hosts", json={"name": "stale"}, headers=router.admin)).json()
         engine = await start_sim_engine([MODEL], timing=FAST, api_key=key)
         # Its agent reports no key (yet): the router forwards without one and the engine refuses.
-        stale = SimHost(router, "stale", enrolled["token"], enrolled["host"]["id"], engine, [MODEL])
-        await stale.register()
-        router.hosts.append(stale)
+        stale = await router.enroll("stale", engine, [MODEL])
         _, secret = await router.client_with_key()
         balance = (await router.http.get("/admin/clients", headers=router.admin)).json()[0]["balance_nano"]
         async with openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0) as sdk:

@@ -17,7 +17,7 @@ from hostkit.config import AgentConfig
 from hostkit.engine_tls import ensure_engine_cert
 from hostkit.sim_engine import SimTiming, start_sim_engine
 from tests.integration.test_engine_keys import CHAT, MODEL, until
-from tests.router_harness import FAST, Router, SimHost, router_settings, running_router
+from tests.router_harness import FAST, Router, router_settings, running_router
 
 
 async def start_agent(router: Router, tmp_path, engine_tls: str = "on") -> tuple[Agent, str]:
@@ -86,12 +86,8 @@ async def test_an_engine_whose_certificate_is_not_the_pinned_one_gets_no_request
     theirs = ensure_engine_cert(tmp_path / "impostor")
     pinned = ensure_engine_cert(tmp_path / "real")
     async with running_router(router_settings(tmp_path / "router")) as router:
-        enrolled = (await router.http.post("/admin/hosts", json={"name": "swapped"}, headers=router.admin)).json()
         engine = await start_sim_engine([MODEL], timing=FAST, ssl_context=theirs.server_context())
-        swapped = SimHost(router, "swapped", enrolled["token"], enrolled["host"]["id"], engine, [MODEL],
-                          tls_pin=pinned.sha256)
-        await swapped.register()
-        router.hosts.append(swapped)
+        swapped = await router.enroll("swapped", engine, [MODEL], tls_pin=pinned.sha256)
         _, secret = await router.client_with_key()
         balance = (await router.http.get("/admin/clients", headers=router.admin)).json()[0]["balance_nano"]
         async with openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0) as sdk:
