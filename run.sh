@@ -4,5 +4,6 @@
 # traffic, no GPU, no account) and stops on exit. Arguments, if any, go to `tokenmill`.
 set -euo pipefail
 cd "$(dirname "$0")"
-. scripts/venv.sh
+# An explicit (empty) extras argument: a bare `. FILE` would hand it run.sh's own arguments.
+. scripts/venv.sh ""
 exec tokenmill "$@"

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 from litestar import Litestar
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend import __version__
 from backend.api import admin_api, hosts_api, openai_api, provision_api
+from backend.api.allow import answer_options
 from backend.api.errors import ApiError, api_error_handler, http_exception_handler, internal_error_handler
+from backend.api.openapi_setup import complete_schema, openapi_config
 from backend.catalogue import Catalogue, load_catalogue
 from backend.clients.service import ClientDirectory
 from backend.clock import now_us
@@ -21,11 +22,13 @@ from backend.events import EventLog
 from backend.fleet.models import ModelBook
 from backend.fleet.registry import Fleet
 from backend.ledger.db import make_engine, migrate
+from backend.ledger.errors import LedgerError
 from backend.ledger.service import Ledger
 from backend.metrics.gpu_cost import GpuCostMeter
 from backend.metrics.live import LiveMetrics
 from backend.metrics.report import MetricsReport
 from backend.metrics.restore import restore
+from backend.money import format_usd
 from backend.pricing.quote import Pricer
 from backend.provision.service import Provisioner
 from backend.routing.limits import RateLimiter
@@ -62,6 +65,7 @@ class Services:
         ledger = Ledger(engine, synchronous=settings.sqlite_synchronous, max_batch=settings.ledger_max_batch,
                         default_hold_ttl_us=settings.hold_ttl_s * 1_000_000)
         await ledger.start()
+        await _void_holds_left_open(ledger, events)
         clients = ClientDirectory(engine, ledger)
         await clients.load()
         fleet = Fleet(engine, ledger, events, heartbeat_interval_s=settings.heartbeat_interval_s)
@@ -98,6 +102,19 @@ class Services:
         await self.engine.dispose()
 
 
+async def _void_holds_left_open(ledger: Ledger, events: EventLog) -> None:
+    """Before any request: the holds open now belong to requests of a previous run that died with
+    it (a crash, kill -9); their credit is released now, not when the holds expire."""
+    try:
+        count, amount = await ledger.void_open_holds()
+    except LedgerError as exc:  # they still expire on their own
+        log.error("could not void the holds left open by the previous run: %s", exc)
+        return
+    if count:
+        events.add("ledger.holds_voided", "ledger", f"voided {count} holds left open by requests in flight when the "
+                                                    f"previous run stopped, releasing {format_usd(amount)}", "warning")
+
+
 def create_app(settings: Settings, *, services: Services | None = None) -> Litestar:
     """The Litestar app. Services start in the lifespan unless given (tests may share them)."""
 
@@ -111,14 +128,18 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
             if own:
                 await app.state.services.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, admin_api.AdminController,
                         provision_api.ProvisionController],
         lifespan=[lifespan],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
                             Exception: internal_error_handler},
-        openapi_config=OpenAPIConfig(title="tokenmill", version=__version__, path="/schema"),
+        openapi_config=openapi_config(),
+        before_request=answer_options,
+        before_send=[openai_api.tag_request_id],
         request_max_body_size=settings.max_body_bytes + 1024,
         debug=False,
         logging_config=None,
     )
+    complete_schema(app)
+    return app

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 
 from backend import __version__
@@ -49,7 +51,6 @@ def cmd_info(s, _args: argparse.Namespace) -> int:
 def cmd_db_upgrade(s, _args: argparse.Namespace) -> int:
     from backend.ledger.db import current_revision, make_engine, mask_url, migrate
 
-
     async def run() -> str | None:
         engine = make_engine(s.db_url, synchronous=s.sqlite_synchronous)
         try:
@@ -82,8 +83,9 @@ def cmd_openapi(s, args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tokenmill", description="Run an inference business from a terminal.")
+def build_parser(epilog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tokenmill", description="Run an inference business from a terminal.",
+                                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"tokenmill {__version__}")
     sub = p.add_subparsers(dest="command")
     sub.add_parser("info", help="which config, database, log file and data dir are in use").set_defaults(
@@ -106,15 +108,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _log_to_stderr() -> None:
+    """A one-off command logs its warnings to the terminal: the log file is the server's, and a
+    `tokenmill info` run beside a running server must not write into it."""
+    from backend.logs import RedactingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("tokenmill: %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+
+
+def main(argv: list[str] | None = None, epilog: str | None = None) -> int:
     from backend.logs import setup_logging
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(epilog).parse_args(argv)
     settings = _settings()
-    setup_logging(settings.log_path, settings.log_level)
-    settings.ensure_admin_token()
     func = getattr(args, "func", cmd_info)  # `tokenmill` alone is the console (console/cli.py)
-    return func(settings, args)
+    if func is cmd_serve:
+        setup_logging(settings.log_path, settings.log_level)
+    else:
+        _log_to_stderr()
+    settings.ensure_admin_token()
+    try:
+        code = func(settings, args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`tokenmill openapi | head`): that is not an error. Point stdout at
+        # /dev/null so the interpreter's own flush at exit does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import logging.handlers
 import re
 from pathlib import Path
 
+from backend.private_files import open_private, private_dir
+
 # Client keys (tm-...), admin tokens (tma-...), host tokens (tmh-...), bearer headers, Stripe
 # keys and URL credentials. Code must not log secrets; this catches what slips through.
 _SECRET = re.compile(
@@ -30,9 +32,16 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Log files are 0600: they name clients, models and hosts. Rotated files keep the mode."""
+
+    def _open(self):
+        return open_private(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 def setup_logging(path: Path, level: str = "INFO") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=20_000_000, backupCount=5, encoding="utf-8")
+    private_dir(path.parent)
+    handler = _PrivateRotatingFileHandler(path, maxBytes=20_000_000, backupCount=5, encoding="utf-8")
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):

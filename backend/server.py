@@ -1,4 +1,5 @@
-"""`tokenmill serve`: the backend headless, Litestar on uvicorn (uvloop, httptools, no access log)."""
+"""`tokenmill serve`: the backend headless, Litestar on uvicorn (uvloop, httptools with the limits of
+backend/http_limits.py, no access log)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import socket
 import uvicorn
 
 from backend.app import Services, create_app
+from backend.http_limits import HttpLimits, limited_protocol
 from backend.runtime import tune_gc
 from backend.settings import Settings
 
@@ -38,9 +40,10 @@ class _Server(uvicorn.Server):
         yield
 
 
-def uvicorn_server(app, *, log_level: str = "warning") -> uvicorn.Server:
-    config = uvicorn.Config(app, loop="none", http="httptools", access_log=False, log_config=None,
-                            log_level=log_level.lower(), lifespan="on", timeout_keep_alive=30,
+def uvicorn_server(app, *, log_level: str = "warning", limits: HttpLimits | None = None) -> uvicorn.Server:
+    limits = limits or HttpLimits()
+    config = uvicorn.Config(app, loop="none", http=limited_protocol(limits), access_log=False, log_config=None,
+                            log_level=log_level.lower(), lifespan="on", timeout_keep_alive=limits.keep_alive_s,
                             server_header=False, date_header=False, backlog=2048)
     return _Server(config)
 
@@ -52,7 +55,7 @@ async def serve(settings: Settings, *, local: bool = False, ready: asyncio.Event
     app = create_app(settings, services=services)
     sock = listen_socket(settings.admin_host, settings.admin_port)
     address = f"http://{settings.admin_host}:{sock.getsockname()[1]}"
-    server = uvicorn_server(app)
+    server = uvicorn_server(app, limits=HttpLimits.from_settings(settings))
     fleet = None
     try:
         if local:

@@ -62,6 +62,20 @@ class Settings(BaseSettings):
     ledger_max_batch: int = Field(default=4096, ge=1, le=100_000)
     hold_ttl_s: int = Field(default=900, ge=1, description="A hold not settled by then is released.")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger client requests get 413.")
+    # Limits of the HTTP server itself (backend/http_limits.py), before any request reaches the app.
+    http_max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="A larger request line + headers gets 431."
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for a request's headers (408); an idle new connection is closed."
+    )
+    http_body_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest wait for a request's whole body once its headers arrived (408)."
+    )
+    http_keep_alive_s: float = Field(default=30.0, gt=0, description="An idle kept-alive connection is closed.")
+    http_max_connections_per_ip: int = Field(
+        default=256, ge=0, description="Open connections from one address; more get 429. 0 = no cap (behind a proxy)."
+    )
     key_rate_limit_rps: float = Field(default=50.0, ge=0, description="Requests/s per API key; 0 = unlimited.")
     key_rate_limit_burst: int = Field(default=100, ge=1)
     upstream_connect_timeout_s: float = Field(default=3.0, gt=0)
@@ -166,8 +180,15 @@ class Settings(BaseSettings):
         """Where hosts' agents reach the router."""
         return (self.public_url or self.admin_url).rstrip("/")
 
+    def ensure_data_dir(self) -> Path:
+        """The data directory, created (or tightened) 0700: it holds the ledger, logs and tokens."""
+        from backend.private_files import private_dir
+
+        return private_dir(self.data_dir, tighten=True)
+
     def ensure_admin_token(self) -> str:
         """The admin bearer token: from settings, or the token file, created 0600 on first run."""
+        self.ensure_data_dir()
         if self.admin_token.get_secret_value():
             return self.admin_token.get_secret_value()
         path = self.admin_token_file
@@ -175,7 +196,6 @@ class Settings(BaseSettings):
             token = path.read_text(encoding="utf-8").strip()
             if token:
                 return token
-        path.parent.mkdir(parents=True, exist_ok=True)
         token = "tma-" + secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

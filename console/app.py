@@ -15,12 +15,13 @@ from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, Footer, Input
+from textual.widgets import ContentSwitcher, Input
 
 from console.client import AdminError, BackendUnavailable
 from console.gc_pacer import GcPacer
 from console.views import VIEWS, View
-from console.widgets.command import CommandLine
+from console.widgets.command import CommandBar, CommandLine
+from console.widgets.footer import KeysFooter
 from console.widgets.header import StatusHeader
 from console.widgets.help import HelpScreen
 
@@ -33,13 +34,13 @@ class TokenmillApp(App[None]):
     AUTO_FOCUS = None  # the view on screen decides (a hidden view's table must not keep focus)
     ENABLE_COMMAND_PALETTE = False  # `:` is the command line here, as in k9s
     BINDINGS = [
+        Binding("q", "quit", "Quit"),  # first: the footer shows these first (widgets/footer.py)
         # Priority: handled as the key arrives, so ":fleet⏎" typed or pasted in one go reaches the
         # command line whole (a normal binding runs only after the keys queued behind it).
         Binding("colon", "command", "View", key_display=":", priority=True),
         Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("escape", "back", "Back", show=False),
         Binding("question_mark", "help", "Keys", key_display="?"),
-        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self, api: Any, *, readonly: bool = False, simulated: bool = False, refresh_s: float = 2.0,
@@ -75,8 +76,8 @@ class TokenmillApp(App[None]):
         with ContentSwitcher(initial=self.initial_view):
             for name, view in VIEWS.items():
                 yield view(id=name)
-        yield CommandLine(list(VIEWS))
-        yield Footer()
+        yield CommandBar(CommandLine(list(VIEWS)))
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         # Kept, not queried later: App.query_one searches the active screen, which is a modal
@@ -117,6 +118,7 @@ class TokenmillApp(App[None]):
         self.switcher.current = name
         self.view_refreshes = 0
         self.header.view = name
+        self.header.filter = getattr(self.view, "filter", "")
         self.view.focus_main()
         # The view shows what it had first, then its fresh data: fetching and diffing a large
         # table before the first paint would delay the answer to the key that switched views.

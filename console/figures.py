@@ -41,6 +41,4 @@ def margin(bps: int | None) -> str:
 
 
 def per_hour(nano: int) -> str:
-    if nano == 0:
-        return "$0"
-    return usd(nano, 2 if abs(nano) >= 10**9 else 4)
+    return usd(nano)

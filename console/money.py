@@ -6,16 +6,19 @@ from __future__ import annotations
 import re
 
 NANO = 10**9
+# One precision everywhere on screen, so amounts line up and compare at a glance; a hundredth of
+# a cent, so what a few requests bring in still shows.
+PLACES = 4
 _AMOUNT = re.compile(r"^\d{1,9}(\.\d{1,6})?$")
 
 
-def usd(nano: int, places: int = 2) -> str:
-    """`-1234567890123` -> `-$1,234.57` (half up, thousands separated)."""
-    step = 10 ** (9 - places)
+def usd(nano: int) -> str:
+    """`-1234567890123` -> `-$1,234.5679` (half up, thousands separated)."""
+    step = 10 ** (9 - PLACES)
     units = (abs(nano) + step // 2) // step
-    whole, frac = divmod(units, 10**places)
-    text = f"${whole:,}" + (f".{frac:0{places}d}" if places else "")
-    return "-" + text if nano < 0 else text
+    whole, frac = divmod(units, 10**PLACES)
+    text = f"${whole:,}.{frac:0{PLACES}d}"
+    return "-" + text if nano < 0 and units else text  # what rounds to zero is not shown as negative
 
 
 def parse_amount(text: str) -> str:

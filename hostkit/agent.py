@@ -3,7 +3,10 @@
 One background loop talks to the router: register (until it succeeds), then a heartbeat every
 interval with the engine's models, metrics and in-flight count. Network failures never end it;
 it backs off (jittered, capped) and tries again. The router's heartbeat reply can ask for a
-drain, which the agent then does by itself.
+drain, which the agent then does by itself, or end one (the operator resumed the host), even one
+this host asked for. Heartbeats say who asked for a drain, so that the router mirrors only the
+host's own. A newer agent registering with the same host token shuts this one out (409
+agent_replaced): it stops calling the router rather than fight it for the host.
 
 Drained means nothing can still be owed to a client: the engine has nothing running or waiting,
 and either the router said (in reply to a heartbeat sent while draining) that it has nothing
@@ -29,6 +32,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -42,7 +46,7 @@ from hostkit.control_api import AgentStatus, AgentStopping, start_control_api
 from hostkit.engine_probe import EngineProbe, EngineReading
 from hostkit.engines import Engine, EngineUnavailable, client_verify, make_engine
 from hostkit.nvml import HostGpus, NvmlReader
-from hostkit.protocol import MISSED_HEARTBEATS_DOWN, GpuTelemetry, Heartbeat, HeartbeatReply, Register
+from hostkit.protocol import AGENT_REPLACED, MISSED_HEARTBEATS_DOWN, GpuTelemetry, Heartbeat, HeartbeatReply, Register
 from hostkit.router_client import RouterClient, RouterRejected, RouterUnreachable
 
 log = logging.getLogger(__name__)
@@ -51,7 +55,8 @@ log = logging.getLogger(__name__)
 # takes about two seconds; a vLLM engine is rarely healthy that early, so nothing is waited for).
 FIRST_CHECKS_WAIT_S = 15.0
 
-AgentState = Literal["starting", "registering", "active", "draining", "drained", "removed", "stopping", "stopped"]
+AgentState = Literal["starting", "registering", "active", "draining", "drained", "removed", "replaced", "stopping",
+                     "stopped"]
 
 
 class _Backoff:
@@ -87,7 +92,10 @@ class Agent:
         self.host_id: str | None = None
         self.router_reachable = False
         self._outage_reported = False
-        self._router = RouterClient(config.router_url, config.host_token.get_secret_value(), config.router_timeout_s)
+        # Who this agent is to the router: of two live agents with one token, the newer one holds it.
+        self._started_us = time.time_ns() // 1000
+        self._router = RouterClient(config.router_url, config.host_token.get_secret_value(), config.router_timeout_s,
+                                    instance=secrets.token_hex(8))
         self._probe: EngineProbe | None = None
         self._endpoints: dict[str, str] = {}
         self._local_endpoints: dict[str, str] = {}
@@ -124,8 +132,9 @@ class Agent:
         if self._leaving:
             return
         self._leaving = True
+        replaced = self.state == "replaced"  # the host is another agent's now: nothing to tell the router
         timeout = self.config.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
-        if self._loop_task is not None:
+        if self._loop_task is not None and not replaced:
             if not await self.drain(timeout):
                 log.warning("leaving before drained (timeout %.0f s or forced); in flight: %s", timeout,
                             self._in_flight)
@@ -134,7 +143,7 @@ class Agent:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        if self.host_id is not None:
+        if self.host_id is not None and not replaced:
             try:
                 await self._router.deregister()
                 log.info("deregistered host %s", self.host_id)
@@ -187,13 +196,16 @@ class Agent:
                 await self._router.resume()
             except (RouterUnreachable, RouterRejected) as exc:
                 log.warning("resume not delivered (%s); heartbeats carry draining=false", exc)
+        self._end_drain()
+        log.info("resumed")
+        self._wake.set()
+
+    def _end_drain(self) -> None:
         self._draining = False
         self._drain_origin = None
         self._drained.clear()
         self._follow_engine(self._reclaim_engine)
         self.state = "active" if self.host_id is not None else "registering"
-        log.info("resumed")
-        self._wake.set()
 
     def _begin_drain(self, origin: Literal["local", "router"]) -> None:
         log.info("draining (asked by %s)", "the router" if origin == "router" else "this host")
@@ -244,7 +256,7 @@ class Agent:
 
     async def _router_loop(self) -> None:
         backoff = _Backoff(self.config.retry_initial_s, self.config.retry_max_s)
-        while self.state != "removed":
+        while self.state not in ("removed", "replaced"):
             try:
                 if self.host_id is None and self._draining:
                     await self._drain_unregistered()
@@ -257,6 +269,12 @@ class Agent:
                 continue
             except RouterRejected as exc:
                 delay = backoff.next()
+                if exc.code == AGENT_REPLACED:
+                    # Another agent serves this host now: calling on would fight it for the host.
+                    log.error("another agent registered with this host token; this one stops calling the router "
+                              "(%s). Stop this agent, or restart it to take the host back.", exc)
+                    self.state = "replaced"
+                    break
                 if exc.status == 404 and self.host_id is not None:
                     log.warning("the router no longer knows host %s (%s); registering again", self.host_id, exc)
                     self.host_id = None
@@ -266,7 +284,8 @@ class Agent:
                 continue
             backoff.reset()
             await self._pause(self._interval)
-        log.error("the router removed this host; heartbeats stopped (restart the agent to join again)")
+        if self.state == "removed":
+            log.error("the router removed this host; heartbeats stopped (restart the agent to join again)")
 
     async def _pause(self, seconds: float) -> None:
         """Sleep until the next beat, or less when something (a drain, a resume) needs telling now."""
@@ -303,7 +322,7 @@ class Agent:
             name=self.config.name, models=reading.models, gpus=gpus, gpu_type=self.config.gpu_type,
             agent_version=__version__, driver_version=host.driver_version if host else None,
             cuda_version=host.cuda_version if host else None, checks=self._checks.results(),
-            engine_key=self.engine.key, engine_tls_sha256=self._tls_pin(),
+            engine_key=self.engine.key, engine_tls_sha256=self._tls_pin(), agent_started_us=self._started_us,
         ))
         self.host_id = reply.host_id
         if reply.heartbeat_interval_s > 0:  # the router knows how long it waits before marking us down
@@ -320,6 +339,7 @@ class Agent:
         draining_sent = self._draining
         reply = await self._router.heartbeat(Heartbeat(
             models=reading.models, in_flight=self._in_flight or 0, gpus=await self._gpus(), draining=draining_sent,
+            drain_asked_by=("host" if self._drain_origin == "local" else "router") if draining_sent else None,
             checks=self._checks.results(), engine_key=self.engine.key, engine_tls_sha256=self._tls_pin(),
         ))
         self._note_router_ok()
@@ -333,16 +353,15 @@ class Agent:
         if reply.state == "removed":
             self.state = "removed"
             return
-        if reply.drain and not self._draining:
+        if reply.resume and self._draining and not self._leaving:
+            log.info("the operator resumed this host from the router; resuming")
+            self._end_drain()
+        elif reply.drain and not self._draining:
             self._begin_drain("router")
         elif not reply.drain and self._drain_origin == "router":
             # `drain` stands for as long as the operator's order does; false again means resumed.
             log.info("the router withdrew its drain request; resuming")
-            self._draining = False
-            self._drain_origin = None
-            self._drained.clear()
-            self._follow_engine(self._reclaim_engine)
-            self.state = "active"
+            self._end_drain()
         # The router's count means something only if it already knew we were draining.
         if draining_sent and self._draining and reply.outstanding == 0 and self._in_flight == 0:
             self._mark_drained()

@@ -266,13 +266,17 @@ class HostChecker:
         except EngineTlsError:
             return True  # nothing to pin: the measurement fails, saying why
 
-    async def setup_report(self, model: str, engine_url: str | None, router: RouterClient,
+    async def setup_report(self, model: str, engine_url: str | None, router: RouterClient | None,
                            engine_key: str | None = None) -> CheckReport:
-        """Everything, for `tokenmill-host check`."""
+        """Everything, for `tokenmill-host check` (`router` None: no host token yet, router not checked)."""
         spec = self.config.engine_spec(model)
         lines = gpu_lines(spec, await self._gpus(spec))
         lines.append(await asyncio.to_thread(disk_line, spec, hf_cache_dir(self.config.vllm.hf_cache_dir)))
-        lines.append(await router_line(router))
+        if router is None:
+            lines.append(CheckLine("router", "skip", "not checked: no host token or router URL configured yet",
+                                   "reachable, host token accepted"))
+        else:
+            lines.append(await router_line(router))
         expected, source = expected_decode_tps(self.config, spec)
         decode, tps = await decode_line(engine_url, model, expected, source, engine_key, self._engine_verify())
         return CheckReport(model, [*lines, decode], tps)

@@ -34,7 +34,7 @@ import httpx
 import msgspec
 
 from hostkit import __version__
-from hostkit.config import AgentConfig, ConfigError, control_port_hint, load_config
+from hostkit.config import ENV_PREFIX, AgentConfig, ConfigError, control_port_hint, load_config
 from hostkit.control_api import CONTROL_HOST, AgentStatus, DrainResult
 from hostkit.sim_engine import SimTiming
 
@@ -117,12 +117,38 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# Stand-ins for a check before the operator issued the host's token: the hardware is checked,
+# the router is not (no request ever carries these).
+_NO_TOKEN, _NO_ROUTER = "tmh-not-issued-yet", "http://router.not-configured.invalid"
+
+
+def _check_config(path: str | None) -> tuple[AgentConfig, bool]:
+    """The config for `check`, and whether it can reach the router. A host checked before it is
+    enrolled has no host token (and maybe no router_url) yet: its hardware is still worth checking."""
+    try:
+        return load_config(path), True
+    except ConfigError as first:
+        # Only the fields the config lacks or leaves empty get a stand-in; any other error stands.
+        stand_ins = {f"{ENV_PREFIX}{field.upper()}": value
+                     for field, value in (("host_token", _NO_TOKEN), ("router_url", _NO_ROUTER))
+                     if f"field {field}:" in str(first)}
+        if not stand_ins:
+            raise
+        try:
+            config = load_config(path, {**os.environ, **stand_ins})
+        except ConfigError:
+            raise first from None
+    tokened = config.host_token.get_secret_value() != _NO_TOKEN and config.router_url != _NO_ROUTER
+    return config, tokened
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
+        config, tokened = _check_config(args.config)
     except ConfigError as exc:
         print(f"tokenmill-host: invalid configuration\n{exc}", file=sys.stderr)
         return 2
+    args.router = tokened
     models = [args.model] if args.model else list(config.models)
     unknown = [m for m in models if m not in config.models]
     if unknown:
@@ -140,7 +166,8 @@ async def _check(config: AgentConfig, models: list[str], args: argparse.Namespac
     from hostkit.sim_engine import SimEngine, start_sim_engine
 
     nvml = NvmlReader()
-    router = RouterClient(config.router_url, config.host_token.get_secret_value(), config.router_timeout_s)
+    router = (RouterClient(config.router_url, config.host_token.get_secret_value(), config.router_timeout_s)
+              if getattr(args, "router", True) else None)
     sim: SimEngine | None = None
     try:
         if config.engine == "sim":
@@ -152,7 +179,8 @@ async def _check(config: AgentConfig, models: list[str], args: argparse.Namespac
         checker = HostChecker(config, nvml)
         reports = [await checker.setup_report(m, urls.get(m), router, key) for m in models]
     finally:
-        await router.aclose()
+        if router is not None:
+            await router.aclose()
         if sim is not None:
             await sim.stop()
         await asyncio.to_thread(nvml.close)

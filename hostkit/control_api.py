@@ -27,7 +27,7 @@ class AgentStatus(msgspec.Struct):
     """What GET /status returns (never the host token)."""
 
     name: str
-    state: str  # starting, registering, active, draining, drained, removed, stopping, stopped
+    state: str  # starting, registering, active, draining, drained, removed, replaced, stopping, stopped
     host_id: str | None
     router_url: str
     router_reachable: bool

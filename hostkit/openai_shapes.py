@@ -3,14 +3,23 @@
 Requests decode into msgspec Structs (unknown fields such as temperature are accepted and
 ignored, as sampling does not change simulated text). Replies are built as plain dicts in the key
 order vLLM writes and encoded compactly (no spaces), which is what vLLM sends.
+
+What vLLM honours and the simulated engine does too: stop strings, logprobs (chat: logprobs and
+top_logprobs; completions: logprobs as a count), echo, response_format (json_object, json_schema),
+tools with tool_choice naming a function (or "required"), and prompts given as token ids.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
+
+from hostkit.sim_text import TokenLogprob
+
+if TYPE_CHECKING:
+    from hostkit.sim_output import ChoicePlan
 
 _json = msgspec.json.Encoder()
 T = TypeVar("T")
@@ -35,6 +44,38 @@ class ChatMessage(msgspec.Struct):
         return " ".join(p.text for p in self.content or [] if p.text)
 
 
+class FunctionDef(msgspec.Struct):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(msgspec.Struct):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class FunctionName(msgspec.Struct):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class JsonSchema(msgspec.Struct):
+    name: str = "response"
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(msgspec.Struct):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchema | None = None
+
+
 class _Sampling(msgspec.Struct, kw_only=True):
     model: str
     max_tokens: int | None = None
@@ -53,13 +94,31 @@ class _Sampling(msgspec.Struct, kw_only=True):
 class ChatRequest(_Sampling, kw_only=True):
     messages: list[ChatMessage]
     max_completion_tokens: int | None = None  # the newer name OpenAI clients send
+    logprobs: bool | None = False
+    top_logprobs: int | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
 
 
 class CompletionRequest(_Sampling, kw_only=True):
-    prompt: str | list[str]  # token-id prompts are not simulated
+    # Text, texts, token ids, or lists of token ids (one prompt each).
+    prompt: str | list[str | int | list[int]]
+    logprobs: int | None = None
+    echo: bool | None = False
+    response_format: ResponseFormat | None = None
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+    def prompts(self) -> list[str | list[int]]:
+        """One entry per prompt: its text, or its token ids."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if all(isinstance(x, int) for x in p):
+            return [p] if p else []  # type: ignore[list-item]
+        if all(isinstance(x, str) for x in p) or all(isinstance(x, list) for x in p):
+            return p  # type: ignore[return-value]
+        raise BadRequest("prompt must be a string, a list of strings, a list of token ids or a list of lists "
+                         "of token ids, not a mix", param="prompt")
 
 
 class BadRequest(Exception):
@@ -116,37 +175,55 @@ def models_list(models: list[str], created: int, max_model_len: int) -> bytes:
     })
 
 
-def chat_completion(
-    rid: str, created: int, model: str, texts: list[str], finish: list[str], use: dict[str, int]
-) -> bytes:
-    return _json.encode({
-        "id": rid,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": i, "message": {"role": "assistant", "content": t, "tool_calls": []}, "logprobs": None,
-             "finish_reason": f, "stop_reason": None}
-            for i, (t, f) in enumerate(zip(texts, finish, strict=True))
-        ],
-        "usage": use,
-    })
+def chat_logprobs(entries: list[TokenLogprob], top: int) -> dict[str, Any]:
+    return {"content": [
+        {"token": e.token, "logprob": e.logprob, "bytes": list(e.token.encode()),
+         "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in e.top[:top]]}
+        for e in entries]}
 
 
-def text_completion(
-    rid: str, created: int, model: str, texts: list[str], finish: list[str], use: dict[str, int]
-) -> bytes:
-    return _json.encode({
-        "id": rid,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": i, "text": t, "logprobs": None, "finish_reason": f, "stop_reason": None}
-            for i, (t, f) in enumerate(zip(texts, finish, strict=True))
-        ],
-        "usage": use,
-    })
+def completion_logprobs(entries: list[TokenLogprob], top: int, offset: int) -> dict[str, Any]:
+    """`offset`: where the first entry's token starts in the choice's text."""
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e.token)
+    return {"text_offset": offsets, "token_logprobs": [e.logprob for e in entries],
+            "tokens": [e.token for e in entries],
+            "top_logprobs": [None if e.logprob is None else dict(e.top[:max(top, 1)]) for e in entries]}
+
+
+def _tool_call(call: tuple[str, str], arguments: str) -> dict[str, Any]:
+    return {"id": call[0], "type": "function", "function": {"name": call[1], "arguments": arguments}}
+
+
+def chat_completion(rid: str, created: int, model: str, plans: list[ChoicePlan], top: int,
+                    use: dict[str, int]) -> bytes:
+    choices = []
+    for i, plan in enumerate(plans):
+        if plan.tool_call is not None:  # as vLLM answers a named tool_choice: empty content, one call
+            message = {"role": "assistant", "content": "", "tool_calls": [_tool_call(plan.tool_call, plan.text)]}
+        else:
+            message = {"role": "assistant", "content": plan.text, "tool_calls": []}
+        logprobs = chat_logprobs(plan.logprobs, top) if plan.logprobs is not None else None
+        choices.append({"index": i, "message": message, "logprobs": logprobs, "finish_reason": plan.finish,
+                        "stop_reason": plan.stop_reason})
+    return _json.encode({"id": rid, "object": "chat.completion", "created": created, "model": model,
+                         "choices": choices, "usage": use})
+
+
+def text_completion(rid: str, created: int, model: str, plans: list[ChoicePlan], top: int,
+                    use: dict[str, int]) -> bytes:
+    choices = []
+    for i, plan in enumerate(plans):
+        logprobs = None
+        if plan.logprobs is not None:
+            entries = [*(plan.echo_logprobs or []), *plan.logprobs]
+            logprobs = completion_logprobs(entries, top, 0)
+        choices.append({"index": i, "text": plan.echo + plan.text, "logprobs": logprobs, "finish_reason": plan.finish,
+                        "stop_reason": plan.stop_reason})
+    return _json.encode({"id": rid, "object": "text_completion", "created": created, "model": model,
+                         "choices": choices, "usage": use})
 
 
 class ChunkWriter:
@@ -156,11 +233,13 @@ class ChunkWriter:
     carries the usage, as OpenAI and vLLM do; without it no chunk has a usage key.
     """
 
-    def __init__(self, rid: str, created: int, model: str, *, chat: bool, include_usage: bool) -> None:
+    def __init__(self, rid: str, created: int, model: str, *, chat: bool, include_usage: bool, top: int = 0) -> None:
         self._head = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
                       "created": created, "model": model}
         self._chat = chat
         self._include_usage = include_usage
+        self._top = top
+        self._offsets: dict[int, int] = {}  # completions with logprobs: text written so far, per choice
 
     def _event(self, choices: list[dict[str, Any]], use: dict[str, int] | None = None) -> bytes:
         chunk: dict[str, Any] = {**self._head, "choices": choices}
@@ -172,14 +251,29 @@ class ChunkWriter:
         return self._event([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                              "finish_reason": None}])
 
-    def token(self, index: int, text: str) -> bytes:
+    def token(self, index: int, text: str, logprobs: list[TokenLogprob] | None = None) -> bytes:
         if self._chat:
-            return self._event([{"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}])
-        return self._event([{"index": index, "text": text, "logprobs": None, "finish_reason": None}])
+            lp = chat_logprobs(logprobs, self._top) if logprobs is not None else None
+            return self._event([{"index": index, "delta": {"content": text}, "logprobs": lp, "finish_reason": None}])
+        lp = None
+        if logprobs is not None:
+            offset = self._offsets.get(index, 0)
+            lp = completion_logprobs(logprobs, self._top, offset)
+            self._offsets[index] = offset + len(text)
+        return self._event([{"index": index, "text": text, "logprobs": lp, "finish_reason": None}])
 
-    def finish(self, index: int, reason: str) -> bytes:
+    def tool_call(self, index: int, arguments: str, call: tuple[str, str] | None = None,
+                  logprobs: list[TokenLogprob] | None = None) -> bytes:
+        """A piece of a tool call's arguments; `call` (id, name) with the first, as vLLM streams it."""
+        delta = {"index": 0, **({"id": call[0], "type": "function"} if call else {}),
+                 "function": {**({"name": call[1]} if call else {}), "arguments": arguments}}
+        lp = chat_logprobs(logprobs, self._top) if logprobs is not None else None
+        return self._event([{"index": index, "delta": {"tool_calls": [delta]}, "logprobs": lp, "finish_reason": None}])
+
+    def finish(self, index: int, reason: str, stop_reason: str | None = None) -> bytes:
         body: dict[str, Any] = {"delta": {}} if self._chat else {"text": ""}
-        return self._event([{"index": index, **body, "logprobs": None, "finish_reason": reason, "stop_reason": None}])
+        return self._event([{"index": index, **body, "logprobs": None, "finish_reason": reason,
+                             "stop_reason": stop_reason}])
 
     def usage(self, use: dict[str, int]) -> bytes:
         return self._event([], use)

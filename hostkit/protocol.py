@@ -14,7 +14,7 @@ engines are forwarded to without one.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -22,6 +22,14 @@ PROTOCOL_VERSION = 1
 HEARTBEAT_INTERVAL_S = 2.0
 # A host that misses this many heartbeats in a row leaves the rotation until heard again.
 MISSED_HEARTBEATS_DOWN = 3
+
+# One live agent holds a host token at a time. Every call an agent makes carries this header with
+# an id of its own (random per agent process): when a newer agent registers with the token, the
+# router answers the older one's calls 409 `agent_replaced`, and that agent stops calling, so a
+# stray agent (left running by a crash) can neither flap the host's replicas nor drain or
+# deregister a host another agent serves. A call without the header (an older agent) is served.
+AGENT_INSTANCE_HEADER = "X-Tokenmill-Agent"
+AGENT_REPLACED = "agent_replaced"  # Error.code of that 409
 
 # An engine key goes into an HTTP header as is: visible ASCII, no spaces, bounded.
 EngineKey = Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,1024}$")]
@@ -81,6 +89,9 @@ class ServedModel(msgspec.Struct, omit_defaults=True):
     engine: str = "vllm"  # "vllm" or "sim"
     ready: bool = True
     metrics: EngineMetrics | None = None
+    # Prompt + completion tokens the engine takes per request (vLLM's max_model_len, from its
+    # /v1/models); None when not read yet (or from an older agent): the catalogue's context then.
+    max_model_len: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class Register(msgspec.Struct, omit_defaults=True):
@@ -98,6 +109,8 @@ class Register(msgspec.Struct, omit_defaults=True):
     # SHA-256 (hex) of the certificate the engines serve HTTPS with: the router accepts exactly it.
     # None: the engines speak plain HTTP (an agent reached over loopback, or from before engine TLS).
     engine_tls_sha256: TlsPin | None = None
+    # When this agent process started (Unix µs): of two live agents with one token, the newer holds it.
+    agent_started_us: int | None = None
 
 
 class RegisterReply(msgspec.Struct):
@@ -110,6 +123,10 @@ class Heartbeat(msgspec.Struct, omit_defaults=True):
     in_flight: int = 0
     gpus: list[GpuTelemetry] = []
     draining: bool = False
+    # Who asked for the drain: "host" (this host's operator, or its shutdown) or "router" (the agent
+    # follows HeartbeatReply.drain). Only a drain the host asked for is the host's to start or end;
+    # None (an older agent) counts as "host".
+    drain_asked_by: Literal["host", "router"] | None = None
     checks: list[CheckResult] = []  # the latest result per model; a model absent here has none yet
     # The same key as in Register, again, so that every router that hears this host has it (one that
     # restarted, one of several behind a load balancer); None leaves the router's copy as it is.
@@ -122,8 +139,12 @@ class HeartbeatReply(msgspec.Struct):
     state: str
     # Requests the router has sent to this host that have not finished.
     outstanding: int = 0
-    # The operator asked (from the console or admin API) for this host to drain.
+    # The operator asked (from the console or admin API) for this host to drain; false again once
+    # they resumed it, which ends a drain the agent began on this order.
     drain: bool = False
+    # The operator resumed this host: the agent ends its drain even if the host asked for it (unless
+    # it is shutting down). Sent until a heartbeat shows the agent has seen it.
+    resume: bool = False
 
 
 class PingReply(msgspec.Struct):
@@ -140,7 +161,8 @@ class DrainReply(msgspec.Struct):
 
 
 class Error(msgspec.Struct):
-    """Body of every non-2xx reply from /hosts."""
+    """What a non-2xx reply from /hosts says, inside OpenAI's envelope {"error": {...}} (a bare
+    Error from an older router)."""
 
     message: str
     code: str = "error"

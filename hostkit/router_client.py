@@ -13,7 +13,16 @@ import httpx
 import msgspec
 
 from hostkit import __version__
-from hostkit.protocol import DrainReply, Error, Heartbeat, HeartbeatReply, PingReply, Register, RegisterReply
+from hostkit.protocol import (
+    AGENT_INSTANCE_HEADER,
+    DrainReply,
+    Error,
+    Heartbeat,
+    HeartbeatReply,
+    PingReply,
+    Register,
+    RegisterReply,
+)
 
 T = TypeVar("T")
 
@@ -32,13 +41,13 @@ class RouterRejected(Exception):
 
 
 class RouterClient:
-    def __init__(self, base_url: str, host_token: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, host_token: str, timeout_s: float = 10.0, *, instance: str | None = None) -> None:
+        """`instance`: this agent's id (hostkit.protocol.AGENT_INSTANCE_HEADER), sent with every call."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=timeout_s,
-            headers={"Authorization": f"Bearer {host_token}", "User-Agent": f"tokenmill-host/{__version__}"},
-        )
+        headers = {"Authorization": f"Bearer {host_token}", "User-Agent": f"tokenmill-host/{__version__}"}
+        if instance:
+            headers[AGENT_INSTANCE_HEADER] = instance
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def __repr__(self) -> str:
         return f"RouterClient({self.base_url!r})"
@@ -60,10 +69,7 @@ class RouterClient:
         if resp.status_code >= 500:
             raise RouterUnreachable(f"{method} {path}: HTTP {resp.status_code}")
         if resp.status_code >= 400:
-            try:
-                err = msgspec.json.decode(resp.content, type=Error)
-            except msgspec.MsgspecError:
-                err = Error(message=resp.text[:200])
+            err = _error(resp)
             raise RouterRejected(resp.status_code, err.message, err.code)
         return resp.content
 
@@ -99,3 +105,18 @@ class RouterClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+class _Envelope(msgspec.Struct):
+    error: Error
+
+
+def _error(resp: httpx.Response) -> Error:
+    """The router's error: OpenAI's envelope {"error": {...}}, or a bare Error from an older router."""
+    for kind in (_Envelope, Error):
+        try:
+            decoded = msgspec.json.decode(resp.content, type=kind)
+        except msgspec.MsgspecError:
+            continue
+        return decoded.error if isinstance(decoded, _Envelope) else decoded
+    return Error(message=resp.text[:200])

@@ -4,6 +4,8 @@ The embedded demo, the tests and the benchmarks run it instead of vLLM when ther
 OpenAI client or to the router it looks like vLLM: /v1/models, /v1/chat/completions,
 /v1/completions (streaming and not, vLLM's JSON shapes), /health and /metrics (vLLM's names).
 Text and token counts are deterministic (see hostkit.sim_text); time follows `SimTiming`.
+It honours what vLLM honours (hostkit/openai_shapes.py): stop strings, logprobs, echo,
+response_format, tools with a named tool_choice, token-id prompts, max_model_len.
 
 Timing model, per model (each model behaves like its own vLLM instance):
 - at most `max_concurrency` requests run; later ones wait in FIFO order (num_requests_waiting);
@@ -45,15 +47,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hostkit import openai_shapes as oai
 from hostkit import sim_metrics
+from hostkit.sim_output import TEXT, ChoicePlan, Shape, plan_choice
 from hostkit.sim_text import (
     count_chat_prompt_tokens,
     count_completion_prompt_tokens,
-    cut_at_stop,
-    generate_tokens,
+    decode_token_ids,
+    json_tokens,
 )
 
 DEFAULT_MAX_TOKENS = 16  # when a request gives none (OpenAI's completions default)
 MAX_CHOICES = 16  # bound on `n` (and prompts x n), so one request cannot occupy the sim for long
+MAX_LOGPROBS = 20  # vLLM's default --max-logprobs
+VOCAB_SIZE = 128_256  # token ids a prompt may hold (Llama 3's vocabulary)
 SHUTDOWN_GRACE_S = 1.0  # stop() lets running handlers finish this long, then cancels them
 OPEN_PATHS = frozenset({"/health"})  # answered without the engine key (a liveness probe, nothing to read)
 
@@ -93,13 +98,26 @@ class _Job:
     model: str
     chat: bool
     prompts: list[str]
-    prompt_tokens: int
+    prompt_counts: list[int]  # tokens of each prompt
     max_tokens: int
     n: int
     seed: int
     stop: list[str]
     stream: bool
     include_usage: bool
+    shape: Shape = TEXT
+    top_logprobs: int | None = None  # None: no logprobs
+    echo: bool = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(self.prompt_counts)
+
+    def plans(self) -> list[ChoicePlan]:
+        return [plan_choice(model=self.model, prompt=prompt, seed=self.seed, choice=choice,
+                            max_tokens=self.max_tokens, stop=self.stop, shape=self.shape,
+                            top_logprobs=self.top_logprobs, echo=self.echo, prompt_token_count=count)
+                for prompt, count in zip(self.prompts, self.prompt_counts, strict=True) for choice in range(self.n)]
 
 
 class _Pacer:
@@ -268,9 +286,15 @@ class SimEngine:
             if not texts:
                 raise oai.BadRequest("messages must not be empty", param="messages")
             prompt = "\n".join(f"{m.role}: {t}" for m, t in zip(body.messages, texts, strict=True))
-            job = self._job(body, chat=True, prompts=[prompt], prompt_tokens=[count_chat_prompt_tokens(texts)],
+            count = count_chat_prompt_tokens(texts)
+            if body.tools:  # the chat template writes the tool definitions into the prompt
+                count += len(json_tokens(msgspec.json.encode(body.tools).decode()))
+            job = self._job(body, chat=True, prompts=[prompt], prompt_counts=[count],
                             max_tokens=body.max_tokens if body.max_completion_tokens is None
                             else body.max_completion_tokens, prompt_param="messages")
+            job.shape = _chat_shape(body)
+            job.top_logprobs = _chat_logprobs(body)
+            self._structured_length(job, body.max_tokens or body.max_completion_tokens)
         except oai.BadRequest as exc:
             return _error(exc)
         return await self._serve(request, job)
@@ -278,18 +302,37 @@ class SimEngine:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         try:
             body = oai.decode_request(await request.read(), oai.CompletionRequest)
-            prompts = body.prompts()
-            if not prompts:
+            given = body.prompts()
+            if not given:
                 raise oai.BadRequest("prompt must not be empty", param="prompt")
-            job = self._job(body, chat=False, prompts=prompts,
-                            prompt_tokens=[count_completion_prompt_tokens(p) for p in prompts],
-                            max_tokens=body.max_tokens, prompt_param="prompt")
+            prompts, counts = [], []
+            for p in given:
+                if isinstance(p, str):
+                    prompts.append(p)
+                    counts.append(count_completion_prompt_tokens(p))
+                else:
+                    _check_token_ids(p)
+                    prompts.append(decode_token_ids(p))
+                    counts.append(len(p))
+            job = self._job(body, chat=False, prompts=prompts, prompt_counts=counts, max_tokens=body.max_tokens,
+                            prompt_param="prompt")
+            if body.logprobs is not None:
+                job.top_logprobs = _bounded_logprobs(body.logprobs, "logprobs")
+            job.echo = bool(body.echo)
+            job.shape = _format_shape(body.response_format)
+            self._structured_length(job, body.max_tokens)
         except oai.BadRequest as exc:
             return _error(exc)
         return await self._serve(request, job)
 
+    def _structured_length(self, job: _Job, asked: int | None) -> None:
+        """Without max_tokens, JSON or a tool call may run to the end of the context, as in vLLM
+        (it ends by itself); free text keeps the short default, so a bare request stays quick."""
+        if asked is None and job.shape.kind != "text":
+            job.max_tokens = self.timing.max_model_len - max(job.prompt_counts)
+
     def _job(self, body: oai.ChatRequest | oai.CompletionRequest, *, chat: bool, prompts: list[str],
-             prompt_tokens: list[int], max_tokens: int | None, prompt_param: str) -> _Job:
+             prompt_counts: list[int], max_tokens: int | None, prompt_param: str) -> _Job:
         if body.model not in self.stats:
             raise oai.BadRequest(f"The model `{body.model}` does not exist.", param="model", status=404,
                                  code="model_not_found")
@@ -298,7 +341,7 @@ class SimEngine:
         if not 1 <= body.n * len(prompts) <= MAX_CHOICES:
             raise oai.BadRequest(f"n (times the number of prompts) must be between 1 and {MAX_CHOICES}", param="n")
         limit = self.timing.max_model_len
-        longest = max(prompt_tokens)
+        longest = max(prompt_counts)
         if longest >= limit:
             raise oai.BadRequest(
                 f"This model's maximum context length is {limit} tokens. However, your request has {longest} "
@@ -315,7 +358,7 @@ class SimEngine:
                 f"Please reduce the length of the input or completion.", param="max_tokens",
                 code="context_length_exceeded")
         return _Job(
-            model=body.model, chat=chat, prompts=prompts, prompt_tokens=sum(prompt_tokens), max_tokens=max_tokens,
+            model=body.model, chat=chat, prompts=prompts, prompt_counts=prompt_counts, max_tokens=max_tokens,
             n=body.n, seed=self.seed if body.seed is None else body.seed, stop=body.stop_list(), stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
         )
@@ -335,29 +378,25 @@ class SimEngine:
                 return _drop(request, web.Response())
         cut_after = fault.after if fault is not None and fault.mode == "cut_after" else None
 
-        outputs = [
-            cut_at_stop(generate_tokens(job.model, prompt, job.seed, choice, job.max_tokens), job.stop)
-            for prompt in job.prompts for choice in range(job.n)
-        ]
-        finish = ["stop" if stopped else "length" for _, stopped in outputs]
-        tokens = [toks for toks, _ in outputs]
-        use = oai.usage(job.prompt_tokens, sum(len(t) for t in tokens))
+        plans = job.plans()
+        use = oai.usage(job.prompt_tokens, sum(len(p.pieces) for p in plans))
         rid = ("chatcmpl-" if job.chat else "cmpl-") + secrets.token_hex(16)
         created = int(time.time())
+        top = job.top_logprobs or 0
 
         if not job.stream:
-            async with contextlib.aclosing(self._generate(job, tokens)) as steps:
+            async with contextlib.aclosing(self._generate(job, plans)) as steps:
                 async for _ in steps:
                     pass
             if cut_after is not None:
                 return _drop(request, web.Response())
             build = oai.chat_completion if job.chat else oai.text_completion
-            return _json(build(rid, created, job.model, ["".join(t) for t in tokens], finish, use))
+            return _json(build(rid, created, job.model, plans, top, use))
 
         # Like vLLM, headers go out at once; events follow as tokens are generated.
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        writer = oai.ChunkWriter(rid, created, job.model, chat=job.chat, include_usage=job.include_usage)
+        writer = oai.ChunkWriter(rid, created, job.model, chat=job.chat, include_usage=job.include_usage, top=top)
         sent = 0
 
         async def send(event: bytes) -> None:
@@ -368,16 +407,20 @@ class SimEngine:
             sent += 1
 
         try:
-            if job.chat:
-                for i in range(len(tokens)):
+            for i, plan in enumerate(plans):
+                if job.chat:
                     await send(writer.role(i))
+                elif plan.echo:
+                    await send(writer.token(i, plan.echo, plan.echo_logprobs))
             # aclosing: a cut or lost stream gives its running slot back now, not at garbage collection.
-            async with contextlib.aclosing(self._generate(job, tokens)) as steps:
+            async with contextlib.aclosing(self._generate(job, plans)) as steps:
                 async for produced in steps:
-                    for i, text in produced:
-                        await send(writer.token(i, text))
-            for i, reason in enumerate(finish):
-                await send(writer.finish(i, reason))
+                    for i, step in produced:
+                        event = _token_event(writer, plans[i], i, step)
+                        if event is not None:
+                            await send(event)
+            for i, plan in enumerate(plans):
+                await send(writer.finish(i, plan.finish, plan.stop_reason))
             if job.include_usage:
                 await send(writer.usage(use))
             await send(writer.done())
@@ -386,8 +429,8 @@ class SimEngine:
         await resp.write_eof()
         return resp
 
-    async def _generate(self, job: _Job, tokens: list[list[str]]) -> AsyncIterator[list[tuple[int, str]]]:
-        """Admit the job, pay prefill, then yield each decode step's (choice, token) pairs."""
+    async def _generate(self, job: _Job, plans: list[ChoicePlan]) -> AsyncIterator[list[tuple[int, int]]]:
+        """Admit the job, pay prefill, then yield each decode step's (choice, token position) pairs."""
         t = self.timing
         stats = self.stats[job.model]
         loop = asyncio.get_running_loop()
@@ -397,9 +440,9 @@ class SimEngine:
             hold(job.prompt_tokens)
             await pacer.wait(t.ttft_base_s + job.prompt_tokens / t.prefill_tps)
             stats.prompt_tokens_total += job.prompt_tokens
-            for step in range(max(len(toks) for toks in tokens)):
+            for step in range(max(len(p.pieces) for p in plans)):
                 await pacer.wait(max(1.0, stats.running / t.batch_capacity) / t.decode_tps)
-                produced = [(i, toks[step]) for i, toks in enumerate(tokens) if step < len(toks)]
+                produced = [(i, step) for i, p in enumerate(plans) if step < len(p.pieces)]
                 stats.generation_tokens_total += len(produced)
                 hold(len(produced))
                 if step == 0:
@@ -436,6 +479,67 @@ class _KvHold:
     def __call__(self, tokens: int) -> None:
         self.held += tokens
         self._stats.kv_tokens += tokens
+
+
+def _token_event(writer: oai.ChunkWriter, plan: ChoicePlan, index: int, step: int) -> bytes | None:
+    """The SSE event for one generated token, or None when it carries nothing (cut by a stop string)."""
+    piece = plan.pieces[step]
+    logprobs = [plan.logprobs[step]] if plan.logprobs is not None else None
+    if plan.tool_call is not None:
+        return writer.tool_call(index, piece, plan.tool_call if step == 0 else None, logprobs)
+    if not piece and logprobs is None:
+        return None
+    return writer.token(index, piece, logprobs)
+
+
+def _bounded_logprobs(value: int, param: str) -> int:
+    if not 0 <= value <= MAX_LOGPROBS:
+        raise oai.BadRequest(f"{param} must be between 0 and {MAX_LOGPROBS}, got {value}.", param=param)
+    return value
+
+
+def _chat_logprobs(body: oai.ChatRequest) -> int | None:
+    """How many top logprobs a chat request wants per token; None for no logprobs (vLLM's rules)."""
+    if body.top_logprobs is not None:
+        _bounded_logprobs(body.top_logprobs, "top_logprobs")
+        if body.top_logprobs > 0 and not body.logprobs:
+            raise oai.BadRequest("when using `top_logprobs`, `logprobs` must be set to true.", param="top_logprobs")
+    return (body.top_logprobs or 0) if body.logprobs else None
+
+
+def _format_shape(fmt: oai.ResponseFormat | None) -> Shape:
+    if fmt is None or fmt.type == "text":
+        return TEXT
+    if fmt.type == "json_object":
+        return Shape("json")
+    if fmt.json_schema is None:
+        raise oai.BadRequest("response_format of type json_schema needs a json_schema.",
+                             param="response_format.json_schema")
+    return Shape("json", fmt.json_schema.schema or {})
+
+
+def _chat_shape(body: oai.ChatRequest) -> Shape:
+    """A tool call when tool_choice names a function (or is "required"), as vLLM's guided decoding
+    makes one; otherwise text or the response_format. "auto" answers in text (no call chosen)."""
+    choice, tools = body.tool_choice, body.tools or []
+    if choice is None or choice in ("none", "auto"):
+        return _format_shape(body.response_format)
+    if not tools:
+        raise oai.BadRequest("When using `tool_choice`, `tools` must be set.", param="tools")
+    if choice == "required":
+        tool = tools[0].function
+        return Shape("tool", tool.parameters, tool.name, forced="required")
+    assert isinstance(choice, oai.NamedToolChoice)
+    tool = next((t.function for t in tools if t.function.name == choice.function.name), None)
+    if tool is None:
+        raise oai.BadRequest(f"Tool '{choice.function.name}' has not been passed in `tools`.", param="tool_choice")
+    return Shape("tool", tool.parameters, tool.name)
+
+
+def _check_token_ids(ids: list[int]) -> None:
+    bad = next((i for i in ids if not 0 <= i < VOCAB_SIZE), None)
+    if bad is not None:
+        raise oai.BadRequest(f"Token id {bad} is out of vocabulary (0..{VOCAB_SIZE - 1}).", param="prompt")
 
 
 class _Cut(Exception):

@@ -190,7 +190,8 @@ class SupervisedVllm:
     def _open_log(self) -> BinaryIO:
         """The model's log, opened for appending, with a header line naming this launch."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_path, "ab")  # handed to the child; _launch closes it
+        # Handed to the child; _launch closes it. 0600: an engine's log can quote prompts.
+        out = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         out.write(f"\n=== {stamp} tokenmill-host launch {self.launches}: {shlex.join(self.argv)}\n".encode())
         out.flush()

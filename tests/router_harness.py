@@ -84,9 +84,11 @@ class SimHost:
     _checked_us: dict[str, tuple[bool, int]] = field(default_factory=dict)
     engine_key: str | None = field(default=None, repr=False)  # what its engine wants; None: no key
     tls_pin: str | None = None  # the certificate SHA-256 it reports; None: plain HTTP
+    max_model_len: int | None = None  # what it reports its engine takes (an agent reads the engine's /v1/models)
 
     def _served(self) -> list[protocol.ServedModel]:
-        return [protocol.ServedModel(model=m, endpoint=self.engine.url, engine="sim") for m in self.models]
+        return [protocol.ServedModel(model=m, endpoint=self.engine.url, engine="sim", max_model_len=self.max_model_len)
+                for m in self.models]
 
     def _check_results(self) -> list[protocol.CheckResult]:
         results = []
@@ -152,7 +154,7 @@ class Router:
         else:
             engine = await start_sim_engine(models, timing=timing, api_key=key)
         return await self.enroll(name, engine, models, payout_share_bps=payout_share_bps,
-                                 checks=dict(checks or {}), engine_key=key)
+                                 checks=dict(checks or {}), engine_key=key, max_model_len=timing.max_model_len)
 
     async def enroll(self, name: str, engine: SimEngine | EngineProcess, models: list[str], *,
                      payout_share_bps: int = 0, **host: Any) -> SimHost:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Annotated, Literal
 
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from backend import __version__
 from backend.api.admin_wire import (
@@ -30,13 +31,22 @@ from backend.api.admin_wire import (
     StatusOut,
     UsageOut,
 )
+from backend.api.error_responses import ADMIN, ADMIN_BODY, ADMIN_ID, errors
 from backend.api.errors import ApiError
 from backend.clients.service import ClientError, ClientInfo, KeyInfo
 from backend.clock import now_us
+from backend.field_errors import FieldError, Taken
 from backend.fleet.registry import FleetError, HostState
-from backend.ledger.errors import LedgerError
+from backend.ledger.errors import (
+    BalanceLimit,
+    IdempotencyConflict,
+    InvalidAmount,
+    InvalidKey,
+    LedgerError,
+    LedgerUnavailable,
+)
 from backend.ledger.reports import usage_by
-from backend.money import MoneyError, format_usd, parse_usd
+from backend.money import MAX_AMOUNT_NANO, MAX_PRICE_NANO, MoneyError, format_usd, parse_usd
 
 
 def admin_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
@@ -80,18 +90,41 @@ def _model_out(s, model_id: str) -> ModelOut:
                     q.completion_per_mtok, format_usd(q.prompt_per_mtok), format_usd(q.completion_per_mtok), reps)
 
 
-def _usd(text: str, what: str) -> int:
+def _usd(text: str, what: str, max_nano: int = MAX_AMOUNT_NANO) -> int:
     try:
-        return parse_usd(text, what=what)
+        return parse_usd(text, what=what, max_nano=max_nano)
     except MoneyError as exc:
         raise ApiError(400, str(exc), code="invalid_value", param=what) from None
 
 
-def _rate_window(seconds: int) -> int:
-    if not 60 <= seconds <= 3600:
-        raise ApiError(400, f"rate_window_s: must be 60..3600 seconds, got {seconds}", code="invalid_value",
-                       param="rate_window_s")
-    return seconds
+def _field_refused(exc: FieldError, **api_names: str) -> ApiError:
+    """A service's refusal of one field: 409 for an id already taken, else 400; `param` is the
+    field's name in the API (`api_names` maps the service's name where the two differ)."""
+    param = api_names.get(exc.field, exc.field)
+    if isinstance(exc, Taken):
+        return ApiError(409, str(exc), code="id_taken", param=param)
+    return ApiError(400, str(exc), code="invalid_value", param=param)
+
+
+def _credit_refused(exc: Exception) -> ApiError:
+    """A grant the ledger refused, its status chosen by the error's type (never by its text)."""
+    if isinstance(exc, FieldError):
+        return _field_refused(exc)
+    if isinstance(exc, IdempotencyConflict):
+        return ApiError(409, str(exc), code="idempotency_key_reused", param="idempotency_key")
+    if isinstance(exc, BalanceLimit | InvalidAmount):
+        return ApiError(400, f"amount_usd: {exc}", code="invalid_value", param="amount_usd")
+    if isinstance(exc, LedgerUnavailable):
+        return ApiError(503, f"{exc}; retry shortly", code="ledger_unavailable", headers={"Retry-After": "1"})
+    if isinstance(exc, InvalidKey):
+        return ApiError(400, f"idempotency_key: {exc}", code="invalid_value", param="idempotency_key")
+    return ApiError(400, str(exc), code="credit_refused")
+
+
+# Query parameters' limits, stated in the schema and enforced by Litestar (400 naming the parameter).
+RateWindow = Annotated[int, QueryParameter(ge=60, le=3600, description="seconds the rates are taken over")]
+TimeUs = Annotated[int | None, QueryParameter(ge=0, le=4_102_444_800_000_000,
+                                              description="µs since the epoch, UTC, before 2100")]
 
 
 def _client(s, client_id: str) -> ClientInfo:
@@ -112,8 +145,9 @@ class AdminController(Controller):
     path = "/admin"
     guards = [admin_guard]
     tags = ["admin"]
+    security = [{"admin_token": []}]
 
-    @get("/status")
+    @get("/status", responses=errors(*ADMIN))
     async def status(self, request: Request) -> StatusOut:
         """What this backend is: version, whether it runs the simulated local fleet, hosts up."""
         s = _services(request)
@@ -121,22 +155,22 @@ class AdminController(Controller):
         return StatusOut(__version__, s.simulated, s.started_us, sum(s.fleet.is_up(h) for h in hosts), len(hosts))
 
     # ------------------------------------------------------------ clients and keys
-    @get("/clients")
+    @get("/clients", responses=errors(*ADMIN))
     async def list_clients(self, request: Request) -> list[ClientOut]:
         s = _services(request)
         return [_client_out(s, c) for c in s.clients.clients()]
 
-    @post("/clients", status_code=201)
+    @post("/clients", status_code=201, responses=errors(*ADMIN_BODY, 409))
     async def create_client(self, request: Request, data: JSONBody[CreateClient]) -> ClientOut:
         s = _services(request)
         try:
             c = await s.clients.create_client(data.name, data.id)
-        except ValueError as exc:
-            raise ApiError(400, str(exc), code="invalid_value", param=str(exc).split(":")[0]) from None
+        except FieldError as exc:
+            raise _field_refused(exc) from None
         s.events.add("client.created", c.id, f"client {c.name} created")
         return _client_out(s, c)
 
-    @post("/clients/{client_id:str}/credit", status_code=200)
+    @post("/clients/{client_id:str}/credit", status_code=200, responses=errors(*ADMIN_BODY, 404, 409, 503))
     async def grant_credit(self, request: Request, client_id: FromPath[str], data: JSONBody[GrantCredit]) -> CreditOut:
         s = _services(request)
         c = _client(s, client_id)
@@ -145,25 +179,25 @@ class AdminController(Controller):
             r = await s.clients.grant_credit(c.id, amount, idempotency_key=data.idempotency_key, source=data.source,
                                              note=data.note)
         except (ValueError, LedgerError) as exc:
-            raise ApiError(409 if "idempotency" in str(exc) else 400, str(exc), code="credit_refused") from None
+            raise _credit_refused(exc) from None
         if not r.replayed:
             s.events.add("client.credit", c.id, f"{format_usd(amount)} {data.source} to {c.name}")
         acc = s.ledger.account(c.account)
         return CreditOut(c.id, r.key, amount, r.replayed, acc.balance, format_usd(acc.balance))
 
-    @get("/clients/{client_id:str}/keys")
+    @get("/clients/{client_id:str}/keys", responses=errors(*ADMIN_ID))
     async def list_keys(self, request: Request, client_id: FromPath[str]) -> list[KeyOut]:
         s = _services(request)
         return [_key_out(k) for k in s.clients.keys(_client(s, client_id).id)]
 
-    @post("/clients/{client_id:str}/keys", status_code=201)
+    @post("/clients/{client_id:str}/keys", status_code=201, responses=errors(*ADMIN_BODY, 404))
     async def issue_key(self, request: Request, client_id: FromPath[str], data: JSONBody[IssueKey]) -> KeyIssued:
         s = _services(request)
         key, secret = await s.clients.issue_key(_client(s, client_id).id, data.name)
         s.events.add("key.issued", key.id, f"key {key.prefix}... issued to {client_id}")
         return KeyIssued(_key_out(key), secret)
 
-    @post("/keys/{key_id:str}/revoke", status_code=200)
+    @post("/keys/{key_id:str}/revoke", status_code=200, responses=errors(*ADMIN_ID))
     async def revoke_key(self, request: Request, key_id: FromPath[str]) -> KeyOut:
         s = _services(request)
         try:
@@ -174,16 +208,16 @@ class AdminController(Controller):
         return _key_out(key)
 
     # ------------------------------------------------------------ models
-    @get("/models")
+    @get("/models", responses=errors(*ADMIN))
     async def list_models(self, request: Request) -> list[ModelOut]:
         s = _services(request)
         return [_model_out(s, m.id) for m in s.models.catalogue.models]
 
-    @post("/models/{model_id:str}/enable", status_code=200)
+    @post("/models/{model_id:str}/enable", status_code=200, responses=errors(*ADMIN_ID))
     async def enable_model(self, request: Request, model_id: FromPath[str]) -> ModelOut:
         return await self._toggle(request, model_id, True)
 
-    @post("/models/{model_id:str}/disable", status_code=200)
+    @post("/models/{model_id:str}/disable", status_code=200, responses=errors(*ADMIN_ID))
     async def disable_model(self, request: Request, model_id: FromPath[str]) -> ModelOut:
         return await self._toggle(request, model_id, False)
 
@@ -195,41 +229,41 @@ class AdminController(Controller):
             raise ApiError(404, str(exc).strip("'\""), code="model_not_found") from None
         return _model_out(s, model_id)
 
-    @get("/models/{model_id:str}/metrics")
+    @get("/models/{model_id:str}/metrics", responses=errors(*ADMIN, 400, 404))
     async def model_metrics(self, request: Request, model_id: FromPath[str],
-                            rate_window_s: FromQuery[int] = 600) -> ModelMetricsOut:
+                            rate_window_s: RateWindow = 600) -> ModelMetricsOut:
         """One model's rates over the last rate_window_s seconds and its last hour per minute."""
         s = _services(request)
         if model_id not in {m.id for m in s.models.catalogue.models}:
             raise ApiError(404, f"no model {model_id!r} in the catalogue", code="model_not_found")
-        return await s.metrics.model(model_id, now_us(), _rate_window(rate_window_s))
+        return await s.metrics.model(model_id, now_us(), rate_window_s)
 
     # ------------------------------------------------------------ hosts
-    @get("/hosts")
+    @get("/hosts", responses=errors(*ADMIN))
     async def list_hosts(self, request: Request) -> list[HostOut]:
         s = _services(request)
         return [_host_out(s, h) for h in s.fleet.hosts()]
 
-    @post("/hosts", status_code=201)
+    @post("/hosts", status_code=201, responses=errors(*ADMIN_BODY, 409))
     async def enroll_host(self, request: Request, data: JSONBody[EnrollHost]) -> HostEnrolled:
         s = _services(request)
         try:
             host, token = await s.fleet.enroll(
                 data.name, provider=data.provider, payout_share_bps=data.payout_share_bps,
-                cost_per_hour=_usd(data.cost_per_hour_usd, "cost_per_hour_usd"), host_id=data.id)
-        except ValueError as exc:
-            raise ApiError(400, str(exc), code="invalid_value", param=str(exc).split(":")[0]) from None
+                cost_per_hour=_usd(data.cost_per_hour_usd, "cost_per_hour_usd", MAX_PRICE_NANO), host_id=data.id)
+        except FieldError as exc:
+            raise _field_refused(exc, cost_per_hour="cost_per_hour_usd") from None
         return HostEnrolled(_host_out(s, host), token)
 
-    @post("/hosts/{host_id:str}/drain", status_code=200)
+    @post("/hosts/{host_id:str}/drain", status_code=200, responses=errors(*ADMIN_ID, 409))
     async def drain_host(self, request: Request, host_id: FromPath[str]) -> HostOut:
         return await self._host_action(request, host_id, "drain")
 
-    @post("/hosts/{host_id:str}/resume", status_code=200)
+    @post("/hosts/{host_id:str}/resume", status_code=200, responses=errors(*ADMIN_ID, 409))
     async def resume_host(self, request: Request, host_id: FromPath[str]) -> HostOut:
         return await self._host_action(request, host_id, "resume")
 
-    @post("/hosts/{host_id:str}/remove", status_code=200)
+    @post("/hosts/{host_id:str}/remove", status_code=200, responses=errors(*ADMIN_ID, 409))
     async def remove_host(self, request: Request, host_id: FromPath[str]) -> HostOut:
         return await self._host_action(request, host_id, "remove")
 
@@ -243,30 +277,34 @@ class AdminController(Controller):
         return _host_out(s, host)
 
     # ------------------------------------------------------------ usage and events
-    @get("/usage")
-    async def usage(self, request: Request, group_by: FromQuery[str] = "model", since_us: FromQuery[int | None] = None,
-                    until_us: FromQuery[int | None] = None) -> list[UsageOut]:
+    @get("/usage", responses=errors(*ADMIN, 400))
+    async def usage(self, request: Request, group_by: FromQuery[Literal["client", "model", "host"]] = "model",
+                    since_us: TimeUs = None, until_us: TimeUs = None) -> list[UsageOut]:
         """Usage per client, model or host between since_us and until_us (µs since the epoch, UTC;
         default: the last 24 hours)."""
         s = _services(request)
         until = until_us or now_us() + 1
         since = since_us if since_us is not None else until - 86_400_000_000
+        if until <= since:
+            raise ApiError(400, "until_us: must be after since_us", code="invalid_value", param="until_us")
         try:
             rows = await usage_by(s.engine, group_by, since, until)
-        except ValueError as exc:
-            raise ApiError(400, str(exc), code="invalid_value", param=str(exc).split(":")[0]) from None
+        except FieldError as exc:
+            raise _field_refused(exc) from None
         return [UsageOut(r.group, r.requests, r.failed, r.prompt_tokens, r.completion_tokens, r.charged,
                          r.host_share) for r in rows]
 
-    @get("/metrics")
-    async def metrics(self, request: Request, rate_window_s: FromQuery[int] = 600) -> MetricsOut:
+    @get("/metrics", responses=errors(*ADMIN, 400))
+    async def metrics(self, request: Request, rate_window_s: RateWindow = 600) -> MetricsOut:
         """The last hour and today (UTC): money, traffic, latency; the last hour per minute; and
         each catalogue model's rates over the last rate_window_s seconds (default 10 minutes)."""
         s = _services(request)
-        return await s.metrics.overview(now_us(), [m.id for m in s.models.catalogue.models],
-                                        _rate_window(rate_window_s))
+        return await s.metrics.overview(now_us(), [m.id for m in s.models.catalogue.models], rate_window_s)
 
-    @get("/events")
-    async def events(self, request: Request, after: FromQuery[int] = 0, limit: FromQuery[int] = 500) -> list[EventOut]:
+    @get("/events", responses=errors(*ADMIN, 400))
+    async def events(self, request: Request, after: Annotated[int, QueryParameter(ge=0)] = 0,
+                     limit: Annotated[int, QueryParameter(ge=1, le=2000)] = 500) -> list[EventOut]:
+        """Events after sequence number `after`, oldest first: at most `limit`, the newest ones (the
+        backend keeps its last 2,000)."""
         return [EventOut(e.seq, e.ts_us, e.kind, e.subject, e.message, e.level)
                 for e in _services(request).events.since(after, limit)]

@@ -4,13 +4,38 @@ is a decimal string (a float is refused)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
 import msgspec
 
+from backend.money import MAX_AMOUNT_NANO, MAX_PRICE_NANO, NANO_PER_USD
 from hostkit.protocol import GpuTelemetry
+
+# What the API states (and msgspec enforces) about inputs, so the OpenAPI schema says it too.
+NonBlank = Annotated[str, msgspec.Meta(pattern=r"\S", description="not empty, not only spaces")]
+
+
+def usd_text(max_nano: int) -> Any:
+    """A decimal amount of USD up to max_nano, at most 9 decimals (one nano-USD): "25", "0.34",
+    "$12.50"; never a float or an exponent. The schema's pattern states it all (the bound, a power
+    of ten, as digits); msgspec checks the form only, so that parse_usd names what is wrong with a
+    well-formed amount (too precise, above the bound)."""
+    top = max_nano // NANO_PER_USD
+    digits = len(str(top)) - 1
+    if top != 10**digits or max_nano % NANO_PER_USD:
+        raise ValueError(f"the pattern needs a power of ten of USD, not {max_nano} nano-USD")
+    stated = rf"^\$?0*([0-9]{{1,{digits}}}(\.[0-9]{{1,9}}0*)?|{top}(\.0+)?)$"
+    return Annotated[str, msgspec.Meta(pattern=r"^\$?[0-9]+(\.[0-9]+)?$", extra_json_schema={
+        "description": f'a decimal string of USD such as "25.00": at most {top:,}, 9 decimals at most',
+        "extra": {"pattern": stated}})]
+
+
+AmountUsd = usd_text(MAX_AMOUNT_NANO)  # a grant or payment
+PriceUsd = usd_text(MAX_PRICE_NANO)  # a price per million tokens, a host's cost per hour
 
 
 class CreateClient(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    name: NonBlank
     id: str | None = None
 
 
@@ -26,9 +51,10 @@ class ClientOut(msgspec.Struct):
 
 
 class GrantCredit(msgspec.Struct, forbid_unknown_fields=True):
-    amount_usd: str  # decimal string, e.g. "25.00"
-    idempotency_key: str
-    source: str = "grant"  # "grant" (free credit) or "payment" (received outside Stripe)
+    amount_usd: AmountUsd
+    # The same key with the same content replays the grant; with other content it is refused (409).
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
+    source: Literal["grant", "payment"] = "grant"  # free credit, or a payment received outside Stripe
     note: str | None = None
 
 
@@ -85,10 +111,10 @@ class ModelOut(msgspec.Struct):
 
 
 class EnrollHost(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    name: NonBlank
     provider: str = "ssh"
-    payout_share_bps: int = 0
-    cost_per_hour_usd: str = "0"
+    payout_share_bps: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+    cost_per_hour_usd: PriceUsd = "0"
     id: str | None = None
 
 
@@ -159,11 +185,17 @@ class WindowOut(msgspec.Struct):
     latency_p99_ms: float | None = None
     ttft_p50_ms: float | None = None
     ttft_p99_ms: float | None = None
+    # Seconds of the window the router observed (it may have started inside it): rates divide by this.
+    observed_s: float = 0.0
+    # Requests refused as the client's error (4xx), not in `requests` nor `failed` (the service's
+    # errors); None for "today", which the ledger cannot tell (refusals before metering leave no row).
+    client_errors: int | None = None
 
 
 class SeriesOut(msgspec.Struct):
     """One value per minute, oldest first: the 60 whole minutes before now, then the minute in
-    progress (61 values)."""
+    progress (61 values). Minutes before `observed_from` passed before the router was observing:
+    their zeros are no data, not zero traffic."""
 
     start_us: int
     minute_s: int
@@ -176,6 +208,8 @@ class SeriesOut(msgspec.Struct):
     profit_nano: list[int]
     latency_p50_ms: list[float | None]
     ttft_p50_ms: list[float | None]
+    observed_from: int = 0
+    client_errors: list[int] = []  # per minute, as `failed` is for the service's errors
 
 
 class ModelRatesOut(msgspec.Struct):

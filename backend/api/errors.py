@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 
 _TYPES = {
     400: "invalid_request_error",
@@ -12,8 +12,10 @@ _TYPES = {
     402: "insufficient_quota",
     403: "permission_error",
     404: "not_found_error",
+    408: "timeout_error",
     409: "conflict_error",
     413: "invalid_request_error",
+    431: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
     502: "upstream_error",
@@ -58,10 +60,30 @@ def api_error_handler(_request: Request, exc: ApiError) -> Response:
     return error_response(exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers)
 
 
-def http_exception_handler(_request: Request, exc: HTTPException) -> Response:
+# What the client API serves; any other /v1 path (embeddings, responses, audio...) says so.
+CLIENT_ROUTES = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /v1/models/{model}"
+
+
+def http_exception_handler(request: Request, exc: HTTPException) -> Response:
     """Litestar's own refusals (413 from the body limit, 405, 404 routes...) in the envelope."""
     status = exc.status_code
+    path = request.scope.get("path", "")
+    if path.startswith("/v1/") or path == "/v1":
+        if status == 404:
+            return error_response(404, f"Invalid URL ({request.method} {path}): this server does not support it; "
+                                       f"it serves {CLIENT_ROUTES}.", code="unsupported_endpoint")
+        if status == 405:
+            return error_response(405, f"Method {request.method} is not allowed for {path}.",
+                                  code="method_not_allowed", headers=exc.headers)
     codes = {413: "request_too_large", 404: "not_found", 405: "method_not_allowed"}
+    if isinstance(exc, ValidationException):
+        # A parameter or body field outside what the schema states: name it, as our own 400s do.
+        first = exc.extra[0] if isinstance(exc.extra, list) and exc.extra else {}
+        key = first.get("key") if isinstance(first, dict) else None
+        param = key if key and key != "data" else None  # "data": the body as a whole
+        detail = first.get("message") if isinstance(first, dict) else None
+        message = f"{param or 'body'}: {detail}" if detail else exc.detail or "invalid request"
+        return error_response(400, message, code="invalid_value", param=param, headers=exc.headers)
     return error_response(status, exc.detail or "error", code=codes.get(status), headers=exc.headers)
 
 

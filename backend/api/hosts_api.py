@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.openapi import ResponseSpec
 
+from backend.api.error_responses import errors
 from backend.api.errors import ApiError
-from backend.fleet.registry import Fleet, FleetError, HostState
+from backend.fleet.registry import AgentReplaced, Fleet, FleetError, HostState
 from hostkit import protocol
 
 _enc = msgspec.json.Encoder().encode
@@ -16,12 +18,26 @@ def _fleet(request: Request) -> Fleet:
     return request.app.state.services.fleet
 
 
-def _host(request: Request) -> HostState:
+def _host(request: Request, *, holder: bool = True) -> HostState:
+    """The caller's host; `holder`: refuse (409) an agent other than the one holding the token."""
     auth = request.headers.get("authorization") or ""
     host = _fleet(request).authenticate(auth[7:].strip()) if auth.startswith("Bearer ") else None
     if host is None:
         raise ApiError(401, "Unknown or removed host token.", code="invalid_host_token")
+    if holder:
+        try:
+            _fleet(request).check_agent(host, _instance(request))
+        except AgentReplaced as exc:
+            raise _replaced(exc) from None
     return host
+
+
+def _instance(request: Request) -> str | None:
+    return request.headers.get(protocol.AGENT_INSTANCE_HEADER) or None
+
+
+def _replaced(exc: AgentReplaced) -> ApiError:
+    return ApiError(409, str(exc), code=protocol.AGENT_REPLACED)
 
 
 async def _body(request: Request, kind: type):
@@ -37,14 +53,27 @@ def _json(obj: object) -> Response:
     return Response(content=_enc(obj), media_type="application/json")
 
 
-@post("/hosts/register", status_code=200, tags=["hosts"])
+# The handlers answer raw Responses (the agent's own msgspec types): the schema states their shapes here.
+_TOKEN = [{"host_token": []}]
+
+
+def _replies(ok: type, *statuses: int) -> dict[int, ResponseSpec]:
+    return {200: ResponseSpec(ok, description="Request fulfilled", generate_examples=False), **errors(*statuses)}
+
+
+@post("/hosts/register", status_code=200, tags=["hosts"], security=_TOKEN,
+      responses=_replies(protocol.RegisterReply, 400, 401, 409, 413))
 async def register(request: Request) -> Response:
     """A host agent announces its models and engine endpoints."""
-    host = _host(request)
-    return _json(_fleet(request).register(host, await _body(request, protocol.Register)))
+    host = _host(request, holder=False)  # a newer agent may take the token over
+    try:
+        return _json(_fleet(request).register(host, await _body(request, protocol.Register), _instance(request)))
+    except AgentReplaced as exc:
+        raise _replaced(exc) from None
 
 
-@post("/hosts/heartbeat", status_code=200, tags=["hosts"])
+@post("/hosts/heartbeat", status_code=200, tags=["hosts"], security=_TOKEN,
+      responses=_replies(protocol.HeartbeatReply, 400, 401, 404, 409, 413))
 async def heartbeat(request: Request) -> Response:
     """Every few seconds: models served, in-flight, engine metrics, GPU telemetry."""
     host = _host(request)
@@ -56,14 +85,15 @@ async def heartbeat(request: Request) -> Response:
     return _json(reply)
 
 
-@get("/hosts/ping", tags=["hosts"])
+@get("/hosts/ping", tags=["hosts"], security=_TOKEN, responses=_replies(protocol.PingReply, 401))
 async def ping(request: Request) -> Response:
     """Reachable, and the token is known (`tokenmill-host check`); changes nothing."""
-    fleet, host = _fleet(request), _host(request)
+    fleet, host = _fleet(request), _host(request, holder=False)
     return _json(protocol.PingReply(host_id=host.id, name=host.name, state=fleet.status(host)))
 
 
-@post("/hosts/drain", status_code=200, tags=["hosts"])
+@post("/hosts/drain", status_code=200, tags=["hosts"], security=_TOKEN,
+      responses=_replies(protocol.DrainReply, 401, 409))
 async def drain(request: Request) -> Response:
     """Stop sending this host new requests; those in flight finish."""
     fleet, host = _fleet(request), _host(request)
@@ -71,14 +101,16 @@ async def drain(request: Request) -> Response:
     return _json(protocol.DrainReply(state=fleet.status(host), outstanding=host.outstanding))
 
 
-@post("/hosts/resume", status_code=200, tags=["hosts"])
+@post("/hosts/resume", status_code=200, tags=["hosts"], security=_TOKEN,
+      responses=_replies(protocol.DrainReply, 401, 409))
 async def resume(request: Request) -> Response:
     fleet, host = _fleet(request), _host(request)
     await fleet.resume(host, by="host")
     return _json(protocol.DrainReply(state=fleet.status(host), outstanding=host.outstanding))
 
 
-@post("/hosts/deregister", status_code=200, tags=["hosts"])
+@post("/hosts/deregister", status_code=200, tags=["hosts"], security=_TOKEN,
+      responses=_replies(protocol.DrainReply, 401, 409))
 async def deregister(request: Request) -> Response:
     """The host leaves the rotation until it registers again."""
     fleet, host = _fleet(request), _host(request)

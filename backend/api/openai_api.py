@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 
 from litestar import Request, Response, asgi, get
-from litestar.types import Receive, Scope, Send
+from litestar.params import FromPath
+from litestar.types import Message, Receive, Scope, Send
 
 from backend.api.errors import ApiError, error_bytes
+from backend.api.openai_schema import API_KEY, LIST_MODELS, RETRIEVE_MODEL
 from backend.routing.proxy import Proxy, Reply
 from backend.routing.wire import encode
 
@@ -88,10 +90,14 @@ async def _send_stream(receive: Receive, send: Send, reply: Reply) -> None:
 
 
 async def _serve(scope: Scope, receive: Receive, send: Send, kind: str) -> None:
-    if scope["method"] != "POST":
-        await _send_whole(send, 405, error_bytes(405, "Use POST.", "method_not_allowed"))
-        return
     proxy = _proxy(scope["app"])
+    # Minted first, so that every answer names it, and it is the usage event's key if there is one.
+    request_id = proxy.ledger.mint_key("req")
+    tag = (b"x-request-id", request_id.encode())
+    if scope["method"] != "POST":
+        await _send_whole(send, 405, error_bytes(405, f"{scope['method']} is not allowed here: use POST.",
+                                                 "method_not_allowed"), extra=[(b"allow", b"POST"), tag])
+        return
     try:
         key = proxy.authenticate(_header(scope, b"authorization"))  # before reading the body
         length = _header(scope, b"content-length")
@@ -99,16 +105,17 @@ async def _serve(scope: Scope, receive: Receive, send: Send, kind: str) -> None:
             raise ApiError(413, f"Request body is {length} bytes; the limit is {proxy.max_body_bytes}.",
                            code="request_too_large")
         body = await _read_body(receive, proxy.max_body_bytes)
-        reply = await proxy.handle(kind, key, body)
+        reply = await proxy.handle(kind, key, body, request_id)
     except ApiError as exc:
+        proxy.refused(exc)
         extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-        await _send_whole(send, exc.status, error_bytes(exc.status, exc.message, exc.code, exc.param), extra=extra)
+        await _send_whole(send, exc.status, error_bytes(exc.status, exc.message, exc.code, exc.param),
+                          extra=[*extra, tag])
         return
     except ConnectionAbortedError:
         return
     if reply.stream is None:
-        await _send_whole(send, reply.status, reply.body, reply.content_type,
-                          [(b"x-request-id", reply.request_id.encode())])
+        await _send_whole(send, reply.status, reply.body, reply.content_type, [tag])
     else:
         await _send_stream(receive, send, reply)
 
@@ -125,19 +132,43 @@ async def completions(scope: Scope, receive: Receive, send: Send) -> None:
     await _serve(scope, receive, send, "completions")
 
 
-@get("/v1/models", tags=["client"])
+def _card(proxy: Proxy, m) -> dict:
+    return {"id": m.id, "object": "model", "created": m.openrouter.created, "owned_by": "tokenmill",
+            "context_length": proxy.fleet.advertised_context(m.id) or m.context_length}
+
+
+@get("/v1/models", tags=["client"], security=API_KEY, responses=LIST_MODELS)
 async def list_models(request: Request) -> Response:
     """The models a client can use right now."""
     proxy = _proxy(request.app)
     proxy.authenticate(request.headers.get("authorization"))
     served = proxy.fleet.served_models()
-    data = [
-        {"id": m.id, "object": "model", "created": m.openrouter.created, "owned_by": "tokenmill",
-         "context_length": m.context_length}
-        for m in proxy.models.catalogue.models
-        if m.id in served and proxy.models.enabled(m.id)
-    ]
+    data = [_card(proxy, m) for m in proxy.models.catalogue.models if m.id in served and proxy.models.enabled(m.id)]
     return Response(content=encode({"object": "list", "data": data}), media_type="application/json")
 
 
-ROUTES = [chat_completions, completions, list_models]
+@get("/v1/models/{model_id:str}", tags=["client"], security=API_KEY, responses=RETRIEVE_MODEL)
+async def retrieve_model(request: Request, model_id: FromPath[str]) -> Response:
+    """One model a client can use right now (the SDKs' `models.retrieve`)."""
+    proxy = _proxy(request.app)
+    proxy.authenticate(request.headers.get("authorization"))
+    m = proxy.models.get(model_id)
+    if m is None or model_id not in proxy.fleet.served_models():
+        raise ApiError(404, f"The model '{model_id}' does not exist or is not available.", code="model_not_found",
+                       param="model")
+    return Response(content=encode(_card(proxy, m)), media_type="application/json")
+
+
+async def tag_request_id(message: Message, scope: Scope) -> None:
+    """A `before_send` hook: every /v1 answer carries x-request-id, Litestar's own (a route that
+    does not exist, a wrong method) included; the completion routes set theirs (the usage
+    event's request id) themselves."""
+    if message["type"] != "http.response.start" or not scope["path"].startswith("/v1"):
+        return
+    headers = message.setdefault("headers", [])
+    if any(k.lower() == b"x-request-id" for k, _ in headers):
+        return
+    headers.append((b"x-request-id", _proxy(scope["app"]).ledger.mint_key("req").encode()))
+
+
+ROUTES = [chat_completions, completions, list_models, retrieve_model]

@@ -3,9 +3,15 @@ in `*_nano` fields with a decimal string beside it for people."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+# The schema lists the providers one can provision from; the handler refuses others with a reason
+# (`local` is the simulated fleet `serve --local` runs by itself).
+Provider = Annotated[str, msgspec.Meta(description="runpod, vast, lambda or ssh (a machine of yours)",
+                                       extra_json_schema={"extra": {"enum": ["runpod", "vast", "lambda", "ssh"]}})]
 
 
 class OfferOut(msgspec.Struct):
@@ -36,17 +42,17 @@ class OffersOut(msgspec.Struct):
 
 class ProvisionRequest(msgspec.Struct, forbid_unknown_fields=True):
     model: str
-    provider: str  # runpod, vast, lambda, local, ssh
+    provider: Provider
     gpu: str | None = None  # catalogue GPU id to restrict the offers to
     offer_id: str | None = None  # a specific offer from /admin/offers; default: the cheapest that fits
     name: str | None = None  # the host's name; default: derived from provider, GPU and a short id
     engine: Literal["vllm", "sim"] = "vllm"  # sim: the simulated engine (no GPU needed)
     # provider "ssh": the machine the operator already has (key authentication only)
     ssh_host: str | None = None
-    ssh_port: int = 22
+    ssh_port: Port = 22
     ssh_user: str = "root"
     # provider "ssh" with engine vllm: how many of the `gpu` cards the machine has (the engines' tensor parallelism)
-    gpu_count: int = 1
+    gpu_count: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
 class JobEventOut(msgspec.Struct):
@@ -90,7 +96,7 @@ class HostKeyOut(msgspec.Struct):
 
 class ConfirmHostKey(msgspec.Struct, forbid_unknown_fields=True):
     host: str
-    port: int
+    port: Port
     fingerprint: str  # must match the key the host presented
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from backend.money import parse_usd
+from backend.money import MAX_PRICE_NANO, parse_usd
 
 Quantization = Literal["bf16", "fp8", "int4"]
 SizeClass = Literal["tiny", "small", "medium", "large", "xlarge", "huge"]
@@ -18,7 +18,7 @@ Provider = Literal["runpod", "vast", "lambda", "local", "ssh", "community"]
 
 
 def _usd(value: object) -> int:
-    return parse_usd(value, what="price")
+    return parse_usd(value, what="price", max_nano=MAX_PRICE_NANO)
 
 
 # Nano-USD parsed from a decimal string; a float in the file is refused with a clear message.

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.clients.tables import ApiKey, Client
 from backend.clock import now_us
+from backend.field_errors import FieldError, Taken
 from backend.ledger import chart
 from backend.ledger.service import Ledger, TransferResult
 
@@ -99,10 +100,10 @@ class ClientDirectory:
     async def create_client(self, name: str, client_id: str | None = None) -> ClientInfo:
         name = name.strip()
         if not name:
-            raise ValueError("name: a client needs a name")
+            raise FieldError("name", "a client needs a name")
         client_id = client_id or f"c_{secrets.token_hex(6)}"
         if client_id in self._clients:
-            raise ValueError(f"client id {client_id!r} is taken")
+            raise Taken("id", f"client id {client_id!r} is taken")
         info = ClientInfo(client_id, name, now_us())
         # The prepaid account first: a client without one could never be charged.
         await self._ledger.open_account(info.account, chart.Kind.CLIENT_PREPAID, owner=client_id)
@@ -141,5 +142,5 @@ class ClientDirectory:
         client = self.client(client_id)
         debit = {"grant": chart.PROMOTIONS, "payment": chart.PAYMENT_CLEARING}.get(source)
         if debit is None:
-            raise ValueError(f"source: must be 'grant' or 'payment', got {source!r}")
+            raise FieldError("source", f"must be 'grant' or 'payment', got {source!r}")
         return await self._ledger.transfer(idempotency_key, debit, client.account, amount, code=source, ref=note)

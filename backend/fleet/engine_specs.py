@@ -79,7 +79,7 @@ def engine_spec(catalogue: Catalogue, model_id: str, gpu_id: str, gpu_count: int
         quantization=quant,
         dtype=dtype,
         vllm_quantization="fp8" if quantize_on_load else None,
-        max_model_len=min(model.context_length, max_model_len or DEFAULT_MAX_MODEL_LEN),
+        max_model_len=served_context(model, max_model_len),
         gpu_memory_utilization=gpu_memory_utilization,
         tensor_parallel_size=gpu_count,
         port=port,
@@ -92,6 +92,12 @@ def engine_spec(catalogue: Catalogue, model_id: str, gpu_id: str, gpu_count: int
             weights_gb=round(weights_gb, 1),
         ),
     )
+
+
+def served_context(model: ModelEntry, max_model_len: int | None = None) -> int:
+    """The max_model_len an engine serves `model` with: what its host agent will report, and what the
+    router then advertises and checks requests against (a simulated host may be given it too)."""
+    return min(model.context_length, max_model_len or DEFAULT_MAX_MODEL_LEN)
 
 
 def _compute_capabilities(quant: Quantization, gpu: GpuType) -> tuple[str, str | None]:

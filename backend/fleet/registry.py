@@ -32,6 +32,7 @@ from yarl import URL
 
 from backend.clock import now_us
 from backend.events import EventLog
+from backend.field_errors import FieldError, Taken
 from backend.fleet.tables import Host
 from backend.ledger import chart
 from backend.ledger.service import Ledger
@@ -43,6 +44,16 @@ HOST_TOKEN_PREFIX = "tmh-"
 
 class FleetError(LookupError):
     pass
+
+
+class AgentReplaced(Exception):
+    """A call from an agent that no longer holds its host's token (hostkit.protocol.AGENT_INSTANCE_HEADER)."""
+
+
+# After a start, an enabled model without replicas answers "retry" rather than "not found" until
+# every enrolled host was heard from, or this long at most: an agent that found the router gone
+# backs off up to 30 s (hostkit's retry_max_s) before it calls again and registers.
+STARTUP_GRACE_S = 60.0
 
 
 # What the router sends an engine with every request it forwards (the body is always JSON). Read-only:
@@ -79,6 +90,8 @@ class Replica:
     engine: str = "vllm"
     ready: bool = True
     metrics: protocol.EngineMetrics | None = None
+    # Prompt + completion tokens its engine takes (vLLM's max_model_len); None: not reported.
+    max_model_len: int | None = None
     # The host's latest hardware check for this model; the balancer skips the replica unless it passed.
     check: protocol.CheckResult | None = None
     outstanding: int = 0
@@ -104,8 +117,20 @@ class HostState:
     provider: str
     payout_share_bps: int
     cost_per_hour: int
-    state: str  # "active", "draining", "removed" (persisted)
+    state: str  # "active", "draining", "removed"; persisted, except a drain the host asked for
     created_us: int
+    # Who asked for the current drain: "host" (mirrored from its heartbeats, in memory only: the
+    # host's wish lives on the host), else the operator or a job (persisted). None when active.
+    drain_by: str | None = None
+    saved_state: str = "active"  # what the database holds
+    # The operator resumed the host while its agent drained: HeartbeatReply.resume until a heartbeat
+    # sent after the agent read it (resume_told) says what the agent made of it.
+    resume_pending: bool = False
+    resume_told: bool = False
+    # The agent holding the token (its AGENT_INSTANCE_HEADER) and when it started; None: unknown (an
+    # older agent, or none registered since it left).
+    agent_instance: str | None = None
+    agent_started_us: int | None = None
     registered: bool = False
     last_seen: float = 0.0  # monotonic time of the last register / heartbeat
     last_heard_us: int | None = None  # the same instant in UTC, for people
@@ -145,8 +170,14 @@ class Fleet:
         self._by_token: dict[str, HostState] = {}
         self._by_model: dict[str, list[Replica]] = {}
         self._rr: dict[str, int] = {}
+        # model -> the largest max_model_len among its replicas, kept as heartbeats change them so
+        # that the request path reads one dict; None: a replica did not report one.
+        self._max_len: dict[str, int | None] = {}
         self._last_replica_gone: dict[str, float] = {}  # model -> monotonic time its last replica left
         self._watch_task: asyncio.Task | None = None
+        # Hosts enrolled before this start and not heard from since (see starting()).
+        self._awaited: set[str] = set()
+        self._awaited_until = 0.0
 
     # ---------------------------------------------------------------- lifecycle
     async def load(self) -> None:
@@ -154,9 +185,14 @@ class Fleet:
             for r in (await conn.execute(select(Host.__table__))).mappings():
                 host = HostState(r["id"], r["name"], r["provider"], r["payout_share_bps"], r["cost_per_hour"],
                                  r["state"], r["created_us"])
+                host.saved_state = host.state
+                if host.state == "draining":
+                    host.drain_by = "operator"
                 self._hosts[host.id] = host
                 if host.state != "removed":
                     self._by_token[r["token_sha256"]] = host
+                    self._awaited.add(host.id)
+        self._awaited_until = time.monotonic() + STARTUP_GRACE_S
 
     def start(self) -> None:
         self._watch_task = asyncio.create_task(self._watch(), name="fleet-health")
@@ -211,10 +247,36 @@ class Fleet:
     def served_models(self) -> set[str]:
         return {m for m, reps in self._by_model.items() if reps}
 
+    def starting(self) -> bool:
+        """Whether this process has yet to hear from a host enrolled before it started (for at
+        most STARTUP_GRACE_S): a model without replicas may be one such host's, so clients are
+        told to retry, not that it does not exist."""
+        if self._awaited and time.monotonic() >= self._awaited_until:
+            self._awaited.clear()
+        return bool(self._awaited)
+
+    def max_model_len(self, model: str) -> int | None:
+        """The longest request (prompt + completion tokens) some replica of `model` takes; None when
+        none serves it or one did not say (an agent from before this was reported)."""
+        return self._max_len.get(model)
+
+    def advertised_context(self, model: str) -> int | None:
+        """What /v1/models says: the largest max_model_len among the replicas that take traffic
+        now, else among all of them; None when that is unknown (the catalogue's context then)."""
+        now = time.monotonic()
+        live = [r.max_model_len for r in self._by_model.get(model, ())
+                if r.host.state == "active" and self.is_up(r.host, now) and r.ready
+                and r.check is not None and r.check.passed and r.ejected_until <= now]
+        return _largest(live) if live else self._max_len.get(model)
+
+    def _note_lengths(self, model: str) -> None:
+        self._max_len[model] = _largest([r.max_model_len for r in self._by_model.get(model, ())])
+
     # ---------------------------------------------------------------- the balancer
-    def choose(self, model: str, tried: tuple[Replica, ...] = ()) -> Replica | None:
+    def choose(self, model: str, tried: tuple[Replica, ...] = (), need: int = 0) -> Replica | None:
         """A healthy, active, hardware-checked replica of `model` with the fewest outstanding
-        requests; round robin among equals. None when there is no capacity right now."""
+        requests; round robin among equals. None when there is no capacity right now.
+        `need`: prompt + completion tokens; a replica whose engine takes fewer is skipped."""
         reps = self._by_model.get(model)
         if not reps:
             return None
@@ -228,7 +290,8 @@ class Fleet:
             r = reps[(start + i) % n]
             h = r.host
             if (h.state != "active" or not h.registered or now - h.last_seen > down or not r.ready
-                    or r.check is None or not r.check.passed or r.ejected_until > now or r in tried):
+                    or r.check is None or not r.check.passed or r.ejected_until > now or r in tried
+                    or (r.max_model_len is not None and r.max_model_len < need)):
                 continue
             if best is None or r.outstanding < best.outstanding:
                 best = r
@@ -259,14 +322,14 @@ class Fleet:
         """A new host and its agent token (returned here, never again)."""
         name = name.strip()
         if not name:
-            raise ValueError("name: a host needs a name")
+            raise FieldError("name", "a host needs a name")
         if not 0 <= payout_share_bps <= 10_000:
-            raise ValueError(f"payout_share_bps: must be 0..10000, got {payout_share_bps}")
+            raise FieldError("payout_share_bps", f"must be 0..10000, got {payout_share_bps}")
         if cost_per_hour < 0:
-            raise ValueError(f"cost_per_hour: must not be negative, got {cost_per_hour}")
+            raise FieldError("cost_per_hour", f"must not be negative, got {cost_per_hour}")
         host_id = host_id or f"h_{secrets.token_hex(5)}"
         if host_id in self._hosts:
-            raise ValueError(f"host id {host_id!r} is taken")
+            raise Taken("id", f"host id {host_id!r} is taken")
         token = HOST_TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = hashlib.sha256(token.encode()).hexdigest()
         host = HostState(host_id, name, provider, payout_share_bps, cost_per_hour, "active", now_us())
@@ -285,36 +348,49 @@ class Fleet:
     async def set_cost(self, host: HostState, cost_per_hour: int) -> None:
         """What the host's machine costs per hour (nano-USD), e.g. once the rented offer is known."""
         if cost_per_hour < 0:
-            raise ValueError(f"cost_per_hour: must not be negative, got {cost_per_hour}")
+            raise FieldError("cost_per_hour", f"must not be negative, got {cost_per_hour}")
         async with self._engine.begin() as conn:
             await conn.execute(update(Host.__table__).where(Host.__table__.c.id == host.id)
                                .values(cost_per_hour=cost_per_hour))
         host.cost_per_hour = cost_per_hour
 
-    async def _set_state(self, host: HostState, state: str) -> None:
+    async def _set_state(self, host: HostState, state: str, *, save: bool = True) -> None:
         # In memory first: the router stops choosing a draining host at once, and a second call
         # arriving during the write sees the new state.
         before, host.state = host.state, state
+        if not save or host.saved_state == state:
+            return
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(update(Host.__table__).where(Host.__table__.c.id == host.id).values(state=state))
         except BaseException:
             host.state = before
             raise
+        host.saved_state = state
 
     async def drain(self, host: HostState, by: str = "operator") -> None:
+        """Out of rotation; requests in flight finish. The latest order, the host's or the
+        operator's, stands: `by` "host" is the host's own (see HostState.drain_by)."""
         if host.state == "removed":
             raise FleetError(f"host {host.id!r} was removed")
+        host.resume_pending = False
         if host.state != "draining":
-            await self._set_state(host, "draining")
+            await self._set_state(host, "draining", save=by != "host")
+            host.drain_by = by
             self._events.add("host.draining", host.id, f"{host.name} draining (asked by {by}), "
                                                        f"{host.outstanding} requests in flight")
+        elif by != "host" and host.drain_by == "host":  # the operator's order outlives the host's
+            await self._set_state(host, "draining")
+            host.drain_by = by
 
     async def resume(self, host: HostState, by: str = "operator") -> None:
         if host.state == "removed":
             raise FleetError(f"host {host.id!r} was removed")
         if host.state != "active":
+            # Anyone but the host tells its agent, which may be draining of its own accord.
+            host.resume_pending, host.resume_told = by != "host", False
             await self._set_state(host, "active")
+            host.drain_by = None
             self._events.add("host.resumed", host.id, f"{host.name} back in rotation (asked by {by})")
 
     async def remove(self, host: HostState) -> None:
@@ -325,10 +401,32 @@ class Fleet:
                 del self._by_token[digest]
         self._drop_replicas(host)
         host.registered = False
+        self._awaited.discard(host.id)
         self._events.add("host.removed", host.id, f"{host.name} removed")
 
     # ---------------------------------------------------------------- the agent's calls
-    def register(self, host: HostState, msg: protocol.Register) -> protocol.RegisterReply:
+    def check_agent(self, host: HostState, instance: str | None) -> None:
+        """Raise AgentReplaced for a call from an agent other than the one holding the token."""
+        if instance and host.agent_instance and instance != host.agent_instance:
+            raise AgentReplaced(f"another agent registered with the token of {host.name} and serves it now; "
+                                f"this one must stop calling (restart it to take the host back)")
+
+    def _take_token(self, host: HostState, msg: protocol.Register, instance: str | None) -> None:
+        """One live agent per token: a newer one replaces the one registered; an older one is refused."""
+        held = host.agent_instance
+        if instance and held and instance != held and self.is_up(host):
+            if (msg.agent_started_us or 0) < (host.agent_started_us or 0):
+                raise AgentReplaced(f"a newer agent holds the token of {host.name}; this one must stop calling")
+            self._events.add("host.agent_replaced", host.id, f"{host.name}: a newer agent registered with its "
+                                                             f"token; the previous one is shut out", "warning")
+        host.agent_instance = instance or None
+        host.agent_started_us = msg.agent_started_us if instance else None
+
+    def register(self, host: HostState, msg: protocol.Register, instance: str | None = None) -> protocol.RegisterReply:
+        """`instance`: the calling agent's id (hostkit.protocol.AGENT_INSTANCE_HEADER); None from an
+        older agent. Raises AgentReplaced when a newer agent holds the token."""
+        self._take_token(host, msg, instance)
+        self._awaited.discard(host.id)
         host.gpu_type = msg.gpu_type
         host.gpus = list(msg.gpus)
         host.agent_version = msg.agent_version
@@ -340,6 +438,10 @@ class Fleet:
         host.last_seen = time.monotonic()
         host.last_heard_us = now_us()
         host.was_up = True
+        if host.state == "draining" and host.drain_by == "host":
+            # An agent registers only when it is not draining (hostkit/agent.py): the host's own
+            # drain ended with the agent that asked for it.
+            host.state, host.drain_by = "active", None
         if first:
             models = ", ".join(m.model for m in msg.models) or "no models"
             self._events.add("host.joined", host.id, f"{host.name} joined serving {models}")
@@ -360,13 +462,28 @@ class Fleet:
         if msg.engine_tls_sha256 is not None:
             self._set_engine_tls(host, msg.engine_tls_sha256)
         self._set_replicas(host, msg.models, msg.checks)
-        if msg.draining and host.state == "active":
-            await self.drain(host, by="host")
+        await self._follow_host_drain(host, msg)
         return protocol.HeartbeatReply(state=self.status(host), outstanding=host.outstanding,
-                                       drain=host.state == "draining")
+                                       drain=host.state == "draining" and host.drain_by != "host",
+                                       resume=host.resume_pending)
+
+    async def _follow_host_drain(self, host: HostState, msg: protocol.Heartbeat) -> None:
+        """Mirror the drain the host asks for itself; leave the operator's to the operator."""
+        asks = msg.draining and msg.drain_asked_by != "router"
+        if host.resume_pending:
+            if not host.resume_told:
+                # Sent before the agent could read the operator's resume: not an answer to it.
+                host.resume_told = True
+                return
+            host.resume_pending = False  # sent after it read it: what it says now is its answer
+        if asks and host.state == "active":
+            await self.drain(host, by="host")
+        elif not asks and host.state == "draining" and host.drain_by == "host":
+            await self.resume(host, by="host")
 
     def deregister(self, host: HostState) -> None:
         self._drop_replicas(host)
+        host.agent_instance = host.agent_started_us = None  # whoever registers next holds the token
         if host.registered:
             host.registered = False
             self._events.add("host.left", host.id, f"{host.name} left the fleet")
@@ -408,9 +525,13 @@ class Fleet:
                 if rep is not None:
                     self._unlink(rep)
                 rep = Replica(host, model, m.endpoint.rstrip("/"), m.engine, headers=host.engine_headers,
-                              ssl=host.engine_ssl)
+                              ssl=host.engine_ssl, max_model_len=m.max_model_len)
                 host.replicas[model] = rep
                 self._by_model.setdefault(model, []).append(rep)
+                self._note_lengths(model)
+            elif rep.max_model_len != m.max_model_len:
+                rep.max_model_len = m.max_model_len
+                self._note_lengths(model)
             rep.ready = m.ready
             rep.metrics = m.metrics
             self._note_check(rep, checked.get(model))
@@ -436,6 +557,7 @@ class Fleet:
         reps = self._by_model.get(rep.model)
         if reps and rep in reps:
             reps.remove(rep)
+            self._note_lengths(rep.model)
             if not reps:
                 self._last_replica_gone[rep.model] = time.monotonic()
 
@@ -456,3 +578,10 @@ class Fleet:
                     host.was_up = False
                     self._events.add("host.lost", host.id, f"{host.name} missed "
                                      f"{protocol.MISSED_HEARTBEATS_DOWN} heartbeats; out of rotation", "warning")
+
+
+def _largest(lengths: list[int | None]) -> int | None:
+    """The largest length; None when there is none or one is unknown (it may be larger)."""
+    if not lengths or None in lengths:
+        return None
+    return max(n for n in lengths if n is not None)

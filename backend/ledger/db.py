@@ -13,6 +13,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from backend.private_files import FILE_MODE, private_dir, private_file
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Execution option that makes a SQLite transaction take the write lock at BEGIN, so the ledger
 # writer never has to upgrade a read lock (which can fail with SQLITE_BUSY mid-batch).
@@ -71,9 +73,16 @@ def make_sync_engine(url: str, *, synchronous: Literal["NORMAL", "FULL"] = "NORM
 
 
 def _make_parent(url: str) -> None:
+    """The SQLite file's directory, and the file itself, private (0700, 0600) before SQLite
+    creates it; SQLite gives its -wal and -shm files the database file's mode."""
     db_path = make_url(url).database
-    if db_path and db_path != ":memory:":
-        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
+        path = Path(db_path)
+        private_dir(path.parent)
+        private_file(path)
+        for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if side.exists():
+                side.chmod(FILE_MODE)
 
 
 def _sqlite_setup(engine: Engine, synchronous: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.money import MoneyError, format_usd
+from backend.money import MAX_BALANCE_NANO, MAX_RUNNING_SUM_NANO, MoneyError, format_usd
 
 
 class LedgerError(Exception):
@@ -61,19 +61,37 @@ class HoldExceeded(LedgerError):
         )
 
 
-class IdempotencyConflict(LedgerError):
-    """The same idempotency key was used before with different content."""
+class BalanceLimit(LedgerError):
+    """The operation would take a client's or host's balance above MAX_BALANCE_NANO, or one of an
+    account's running sums past what a 64-bit integer holds."""
 
-    def __init__(self, key: str, stored: object, given: object) -> None:
-        self.key = key
+    def __init__(self, account: str, total: int, *, running_sum: bool = False) -> None:
+        self.account, self.total = account, total
+        if running_sum:
+            what = f"a running sum past the largest the ledger keeps, {format_usd(MAX_RUNNING_SUM_NANO, places=2)}"
+        else:
+            what = f"a balance above the largest one account may hold, {format_usd(MAX_BALANCE_NANO, places=2)}"
+        super().__init__(f"account {account!r} would reach {format_usd(total, places=2)}: {what}")
+
+
+class IdempotencyConflict(LedgerError):
+    """The same idempotency key was used before with different content; `differences` says
+    what differs, in words (e.g. "amount: $5.000000 before, $6.000000 now")."""
+
+    def __init__(self, key: str, differences: list[str]) -> None:
+        self.key, self.differences = key, differences
         super().__init__(
             f"idempotency key {key!r} was already used with different content "
-            f"(stored {stored}, given {given})"
+            f"({'; '.join(differences)}); use a new key for a new operation"
         )
 
 
 class InvalidRequest(LedgerError, ValueError):
     pass
+
+
+class InvalidKey(InvalidRequest):
+    """An idempotency key or account code that is empty, too long or not plain text."""
 
 
 class LedgerUnavailable(LedgerError):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.field_errors import FieldError
 from backend.ledger.tables import UsageEvent
 
 GROUPS = ("client", "model", "host")
@@ -25,9 +26,9 @@ class UsageRow:
 
 async def usage_by(engine: AsyncEngine, group_by: str, since_us: int, until_us: int) -> list[UsageRow]:
     if group_by not in GROUPS:
-        raise ValueError(f"group_by: must be one of {', '.join(GROUPS)}, got {group_by!r}")
+        raise FieldError("group_by", f"must be one of {', '.join(GROUPS)}, got {group_by!r}")
     if until_us <= since_us:
-        raise ValueError("until must be after since")
+        raise FieldError("until_us", "must be after since_us")
     t = UsageEvent.__table__
     col = {"client": t.c.client_id, "model": t.c.model, "host": t.c.host_id}[group_by]
     q = (

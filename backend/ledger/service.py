@@ -24,12 +24,14 @@ from backend.ledger import chart
 from backend.ledger.db import make_sync_engine
 from backend.ledger.errors import (
     AccountExists,
+    BalanceLimit,
     HoldExceeded,
     HoldNotFound,
     HoldResolved,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidAmount,
+    InvalidKey,
     InvalidRequest,
     LedgerUnavailable,
     UnknownAccount,
@@ -37,7 +39,7 @@ from backend.ledger.errors import (
 from backend.ledger.state import Account, Hold, Op
 from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer
 from backend.ledger.writer import GroupCommitWriter
-from backend.money import MoneyError, require_nano
+from backend.money import MAX_BALANCE_NANO, MAX_RUNNING_SUM_NANO, MoneyError, format_usd, require_nano
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,22 @@ class TransferResult:
 
     def fingerprint(self) -> tuple:
         return (self.kind, self.debit, self.credit, self.amount, self.code, self.ref)
+
+
+_FINGERPRINT_FIELDS = ("kind", "debit account", "credit account", "amount", "code", "reference")
+
+
+def _differences(stored: tuple, given: tuple) -> list[str]:
+    """What differs between two fingerprints, in words, for an IdempotencyConflict."""
+    out = []
+    for name, before, now in zip(_FINGERPRINT_FIELDS, stored, given, strict=True):
+        if before == now:
+            continue
+        if name == "amount":
+            out.append(f"amount: {format_usd(before)} before, {format_usd(now)} now")
+        else:
+            out.append(f"{name}: {before!r} before, {now!r} now")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +115,26 @@ def _amount(value: object, what: str) -> int:
 
 
 def _key(value: object, what: str = "idempotency key") -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 200:
-        raise InvalidRequest(f"{what} must be a non-empty string of at most 200 characters, got {value!r}")
+    if not isinstance(value, str) or not value.strip() or len(value) > 200 or "\x00" in value:
+        raise InvalidKey(f"{what} must be a non-empty string of at most 200 characters, got {value!r}")
     return value
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _text(value: object, what: str) -> None:
+    """A transfer's code or reference: text any database stores (PostgreSQL refuses NUL)."""
+    if value is not None and (not isinstance(value, str) or "\x00" in value or len(value) > 1000):
+        raise InvalidRequest(f"{what} must be text of at most 1000 characters without NUL, got {value!r}")
+
+
+def _room(acc: Account, *sums: tuple[int, int]) -> None:
+    """Refuse, before anything changes, an operation that would take one of the account's
+    running sums (each given as (current, added)) past MAX_RUNNING_SUM_NANO."""
+    for current, added in sums:
+        if current + added > MAX_RUNNING_SUM_NANO:
+            raise BalanceLimit(acc.code, current + added, running_sum=True)
 
 
 class Ledger:
@@ -261,6 +296,11 @@ class Ledger:
 
     @staticmethod
     def _credit_check(acc: Account, amount: int) -> None:
+        if acc.debit_cap and acc.credit_normal:
+            # What a client or host holds with us (pending credits included) stays far below int64.
+            after = acc.credits_posted + acc.credits_pending - acc.debits_posted + amount
+            if after > MAX_BALANCE_NANO:
+                raise BalanceLimit(acc.code, after)
         if acc.credit_cap:
             avail = acc.debits_posted - acc.credits_posted - acc.credits_pending
             if amount > avail:
@@ -326,6 +366,7 @@ class Ledger:
         """Open an account, or return it if it exists with the same kind (idempotent)."""
         self._check_available()
         code = _key(code, "account code")
+        _text(owner, "account owner")
         existing = self._accounts.get(code)
         if existing is None and code in self._opening:
             await asyncio.shield(self._opening[code])
@@ -380,7 +421,7 @@ class Ledger:
                     return None
                 self._release(key, hit)
             if hit.fingerprint() != fingerprint:
-                raise IdempotencyConflict(key, hit.fingerprint(), fingerprint)
+                raise IdempotencyConflict(key, _differences(hit.fingerprint(), fingerprint))
             return dataclasses.replace(hit, replayed=True)
 
     def _release(self, key: str, result: TransferResult | None) -> None:
@@ -411,6 +452,8 @@ class Ledger:
         self._check_available()
         key = _key(key)
         amount = _amount(amount, "transfer amount")
+        _text(code, "transfer code")
+        _text(ref, "transfer reference")
         d, c = self._pair(debit, credit)
         result = TransferResult(key=key, debit=debit, credit=credit, amount=amount, code=code, ref=ref)
         stored = await self._claim(key, result.fingerprint())
@@ -420,6 +463,8 @@ class Ledger:
             self._check_available()
             self._debit_check(d, amount)
             self._credit_check(c, amount)
+            _room(d, (d.debits_posted, amount))
+            _room(c, (c.credits_posted, amount))
             op = Op(result=result)
             self._apply_posted(op, key, d, c, amount, code, ref, now_us())
             await self._submit(op)
@@ -440,9 +485,13 @@ class Ledger:
         """
         self._check_available()
         amount = _amount(amount, "hold amount")
+        _text(code, "hold code")
+        _text(ref, "hold reference")
         d, c = self._pair(debit, credit)
         self._debit_check(d, amount)
         self._credit_check(c, amount)
+        _room(d, (d.debits_pending, amount), (d.debits_posted + d.debits_pending, amount))
+        _room(c, (c.credits_pending, amount), (c.credits_posted + c.credits_pending, amount))
         ts = now_us()
         ttl = self._default_ttl if ttl_us is None else ttl_us
         if ttl <= 0:
@@ -500,6 +549,8 @@ class Ledger:
         posted = hold.amount if amount is None else _amount(amount, "post amount")
         if posted > hold.amount:
             raise HoldExceeded(hold_key, hold.amount, posted)
+        _room(hold.debit, (hold.debit.debits_posted, posted))
+        _room(hold.credit, (hold.credit.credits_posted, posted))
         result = Settlement(hold_key, posted, hold.amount - posted, 0)
         op = Op(result=result)
         self._resolve(op, hold, posted, "post_pending", ts)
@@ -532,6 +583,17 @@ class Ledger:
                 raise InvalidAmount(f"{name}: must not be negative, got {v}")
         if host_share > charged:
             raise InvalidRequest(f"host_share {host_share} exceeds the amount charged {charged}")
+        for name in ("prompt_tokens", "completion_tokens", "price_prompt_per_mtok", "price_completion_per_mtok",
+                     "started_us", "finished_us", "first_byte_us"):
+            v = getattr(usage, name)
+            if v is None and name == "first_byte_us":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _INT64_MAX:
+                # Checked here, so that one request's absurd figures (an engine reporting 10**20
+                # tokens) fail that request alone, not every other in its group commit.
+                raise InvalidRequest(f"usage {name} must be an integer from 0 to 2**63-1, got {v!r}")
+        for name in ("request_id", "client_id", "model", "key_id", "host_id"):
+            _text(getattr(usage, name), f"usage {name}")
         if usage.status not in ("ok", "failed", "cancelled"):
             raise InvalidRequest(f"usage status must be ok, failed or cancelled, got {usage.status!r}")
         # A failed request is not charged and its host is not paid; a cancelled one (the client
@@ -549,6 +611,12 @@ class Ledger:
         hold = self._take_hold(hold_key, ts)
         if charged > hold.amount:
             raise HoldExceeded(hold_key, hold.amount, charged)
+        _room(hold.debit, (hold.debit.debits_posted, charged))
+        _room(hold.credit, (hold.credit.credits_posted, charged))
+        if host is not None:
+            _room(self._accounts[chart.GPU_COST], (self._accounts[chart.GPU_COST].debits_posted, host_share))
+            _room(host, (host.credits_posted, host_share))
+            self._credit_check(host, host_share)
         result = Settlement(hold_key, charged, hold.amount - charged, host_share)
         op = Op(result=result)
         self._resolve(op, hold, charged, "post_pending" if charged else "void_pending", ts)
@@ -571,6 +639,23 @@ class Ledger:
                                          host_account=host_account)
         await fut
         return result
+
+    # ------------------------------------------------------------------ recovery
+    async def void_open_holds(self) -> tuple[int, int]:
+        """Void every open hold, all in one transaction. For start-up, before any request: the
+        holds then open were left by requests in flight when the previous run died, and no request
+        survives a restart, so their credit is released now rather than when they expire.
+        Returns (holds voided, nano-USD released)."""
+        self._check_available()
+        holds = list(self._holds.values())
+        if not holds:
+            return 0, 0
+        ts = now_us()
+        op = Op(result=None)
+        for hold in holds:
+            self._resolve(op, hold, 0, "void_pending", ts)
+        await self._submit(op)
+        return len(holds), sum(h.amount for h in holds)
 
     # ------------------------------------------------------------------ expiry
     def expire_due(self, now: int | None = None) -> list[asyncio.Future]:

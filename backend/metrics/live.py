@@ -36,8 +36,9 @@ def bucket_value_us(bucket: int) -> float:
 class Counts:
     """What happened in one minute (for one model, or for all of them)."""
 
-    requests: int = 0
-    failed: int = 0
+    requests: int = 0  # answered, client errors apart
+    failed: int = 0  # the service's failures: 5xx, an engine lost, no capacity
+    client_errors: int = 0  # refused as the client's error (4xx): bad input, key, credit, rate limit
     cancelled: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -50,6 +51,7 @@ class Counts:
     def add(self, other: Counts) -> None:
         self.requests += other.requests
         self.failed += other.failed
+        self.client_errors += other.client_errors
         self.cancelled += other.cancelled
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
@@ -88,20 +90,16 @@ class LiveMetrics:
 
     def record(self, *, model: str, status: str, prompt_tokens: int, completion_tokens: int, charged: int,
                host_share: int, started_us: int, first_byte_us: int | None, finished_us: int) -> None:
-        minute = finished_us // MINUTE_US
+        """`status`: the usage event's ("ok", "failed", "cancelled"), or "rejected": the engine
+        refused the request as the client's error (its usage event says "failed")."""
         if self.first_us is None or started_us < self.first_us:
             self.first_us = started_us
-        per_model = self._minutes.get(minute)
-        if per_model is None:
-            if minute < self._newest - KEEP_MINUTES:
-                return  # older than anything kept (a replay of old events)
-            per_model = self._minutes[minute] = {}
-            if minute > self._newest:
-                self._newest = minute
-                self._trim()
-        c = per_model.get(model)
+        c = self._counts(finished_us, model)
         if c is None:
-            c = per_model[model] = Counts()
+            return
+        if status == "rejected":
+            c.client_errors += 1
+            return
         c.requests += 1
         if status == "failed":
             c.failed += 1
@@ -119,6 +117,35 @@ class LiveMetrics:
             if first_byte_us is not None:
                 b = bucket_of(max(first_byte_us - started_us, 0))
                 c.ttft[b] = c.ttft.get(b, 0) + 1
+
+    def refused(self, *, client: bool, at_us: int) -> None:
+        """A request answered with an error before it reached an engine: the client's (`client`,
+        a 4xx) or the service's (no capacity, metering down). Counted under no model (key "")."""
+        if self.first_us is None or at_us < self.first_us:
+            self.first_us = at_us
+        c = self._counts(at_us, "")
+        if c is None:
+            return
+        if client:
+            c.client_errors += 1
+        else:
+            c.requests += 1
+            c.failed += 1
+
+    def _counts(self, at_us: int, model: str) -> Counts | None:
+        minute = at_us // MINUTE_US
+        per_model = self._minutes.get(minute)
+        if per_model is None:
+            if minute < self._newest - KEEP_MINUTES:
+                return None  # older than anything kept (a replay of old events)
+            per_model = self._minutes[minute] = {}
+            if minute > self._newest:
+                self._newest = minute
+                self._trim()
+        c = per_model.get(model)
+        if c is None:
+            c = per_model[model] = Counts()
+        return c
 
     def _trim(self) -> None:
         oldest = self._newest - KEEP_MINUTES

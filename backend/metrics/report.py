@@ -4,6 +4,7 @@ from the live counters, the GPU cost meter, the fleet and (for "today") the ledg
 from __future__ import annotations
 
 from backend.api.admin_wire import MetricsOut, ModelMetricsOut, ModelRatesOut, SeriesOut, WindowOut
+from backend.clock import now_us
 from backend.fleet.registry import Fleet
 from backend.ledger.reports import usage_by
 from backend.metrics.gpu_cost import GpuCostMeter, Stretch
@@ -14,15 +15,26 @@ HOUR_MINUTES = 60
 
 
 class MetricsReport:
-    def __init__(self, live: LiveMetrics, meter: GpuCostMeter, fleet: Fleet, engine) -> None:
+    def __init__(self, live: LiveMetrics, meter: GpuCostMeter, fleet: Fleet, engine,
+                 started_us: int | None = None) -> None:
         self.live, self.meter, self.fleet, self.engine = live, meter, fleet, engine
+        # Made at start-up, after the last hour was replayed: the router observes from now on.
+        self.started_us = now_us() if started_us is None else started_us
+
+    def observed_since(self, since: int, now: int) -> int:
+        """Where a window from `since` really begins: not before the router started observing (it
+        started, or the earliest request it replayed). Rates divide by the time from there."""
+        first = min(self.started_us, self.live.first_us or self.started_us)
+        return min(max(since, first), now)
 
     # ------------------------------------------------------------------ public
     async def overview(self, now: int, models: list[str], rate_window_s: int) -> MetricsOut:
         hour_since = (now // MINUTE_US - HOUR_MINUTES + 1) * MINUTE_US
         stretches = await self.meter.stretches(hour_since - MINUTE_US, now)
-        hour = _window(self.live.window(hour_since, now), hour_since, now,
-                       sum(s.cost_between(hour_since, now) for s in stretches))
+        counts = self.live.window(hour_since, now)
+        hour = _window(counts, hour_since, now, sum(s.cost_between(hour_since, now) for s in stretches))
+        hour.observed_s = (now - self.observed_since(hour_since, now)) / 1_000_000
+        hour.client_errors = counts.client_errors
         day_since = now - now % DAY_US
         today = await self._today(day_since, now)
         series = self._series(now, None, stretches)
@@ -48,6 +60,7 @@ class MetricsReport:
                    completion_tokens=sum(r.completion_tokens for r in rows),
                    revenue=sum(r.charged for r in rows), payouts=sum(r.host_share for r in rows))
         w = _window(c, since, now, sum((await self.meter.cost(since, now)).values()))
+        w.observed_s = (now - since) / 1_000_000  # the ledger holds the whole day, whoever was running
         # Latency histograms are kept for the last hour only; a day's would be a guess after a restart.
         w.latency_p50_ms = w.latency_p99_ms = w.ttft_p50_ms = w.ttft_p99_ms = None
         return w
@@ -60,6 +73,7 @@ class MetricsReport:
                 shares: dict[str, tuple[str, ...]] | None = None) -> SeriesOut:
         # The 60 whole minutes before the one in progress, and that one.
         minutes = self.live.series(now, HOUR_MINUTES + 1, model)
+        observed = self.observed_since(minutes[0][0], now)
         gpu = []
         for start, _ in minutes:
             end = min(start + MINUTE_US, now)
@@ -72,7 +86,10 @@ class MetricsReport:
             gpu.append(total)
         return SeriesOut(
             start_us=minutes[0][0], minute_s=60,
+            observed_from=next((i for i, (start, _) in enumerate(minutes) if start + MINUTE_US > observed),
+                               len(minutes) - 1),
             requests=[c.requests for _, c in minutes], failed=[c.failed for _, c in minutes],
+            client_errors=[c.client_errors for _, c in minutes],
             tokens=[c.tokens for _, c in minutes], revenue_nano=[c.revenue for _, c in minutes],
             payouts_nano=[c.payouts for _, c in minutes], gpu_cost_nano=gpu,
             profit_nano=[c.revenue - c.payouts - g for (_, c), g in zip(minutes, gpu, strict=True)],
@@ -82,8 +99,7 @@ class MetricsReport:
     def _rates(self, model: str, c: Counts, now: int, window_s: int,
                shares: dict[str, tuple[str, ...]]) -> ModelRatesOut:
         # Rates divide by the time actually observed: a router up for 2 minutes has not seen 10.
-        since = max(now - window_s * 1_000_000, self.live.first_us or now)
-        seconds = max((now - since) / 1_000_000, 1.0)
+        seconds = max((now - self.observed_since(now - window_s * 1_000_000, now)) / 1_000_000, 1.0)
         replicas = self.fleet.replicas(model)
         kv = [r.metrics.kv_cache_usage_perc for r in replicas if r.metrics is not None and r.ready]
         rates = self.meter.rate_now()

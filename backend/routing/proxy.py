@@ -27,8 +27,11 @@ from backend.ledger.service import Ledger, Usage
 from backend.metrics.live import LiveMetrics
 from backend.money import format_usd
 from backend.pricing.quote import Pricer, Quote
+from backend.routing import validation
+from backend.routing.context_fit import context_fit
+from backend.routing.engine_errors import engine_error
 from backend.routing.limits import RateLimiter
-from backend.routing.wire import ClientRequest, TokenUsage, decode_any, decode_request, decode_usage, encode
+from backend.routing.wire import ClientRequest, TokenUsage, decode_any, decode_usage, encode
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ MAX_RETRIES = 2
 # Tokens a chat template may add around the messages (role markers, system preamble).
 TEMPLATE_TOKENS = 256
 _JSON = "application/json"
+# An engine's answers that mean the request itself was wrong (a 404 for a model it was chosen to
+# serve, or a 429, is the service's failure, not the client's).
+CLIENT_FAULTS = frozenset((400, 413, 422))
 
 
 @dataclass(slots=True)
@@ -47,6 +53,10 @@ class Reply:
     request_id: str
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+
+
+class MeteredError(ApiError):
+    """An error answered after the request was metered (settled and counted): not counted again."""
 
 
 class UpstreamFailed(Exception):
@@ -68,6 +78,9 @@ class Call:
     wants_usage: bool
     started_us: int
     first_byte_us: int | None = None
+    need: int = 0  # prompt + completion tokens a replica's max_model_len must hold (context_fit)
+    kind: str = "chat"  # or "completions": an engine's refusal is put in the client's terms
+    max_param: str = "max_tokens"  # the field the client bounded its output with
 
 
 class Proxy:
@@ -103,50 +116,43 @@ class Proxy:
         return key
 
     def _parse(self, body: bytes, kind: str) -> ClientRequest:
-        try:
-            req = decode_request(body)
-        except msgspec.ValidationError as exc:
-            text = str(exc)
-            param = text.rsplit("`$.", 1)[1].rstrip("`").split("[")[0].split(".")[0] if "`$." in text else None
-            if param is None and "missing required field" in text:
-                param = text.split("`")[1] if "`" in text else None
-            raise ApiError(400, f"Invalid request: {text}", code="invalid_value", param=param) from None
-        except msgspec.DecodeError as exc:
-            raise ApiError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
-        if kind == "chat" and not req.messages:
-            raise ApiError(400, "'messages' must be a non-empty list.", code="invalid_value", param="messages")
-        if kind == "completions" and bytes(req.prompt) in (b"", b"null"):
-            raise ApiError(400, "'prompt' is required.", code="missing_required_parameter", param="prompt")
-        if not 1 <= req.n <= 16:
-            raise ApiError(400, f"'n' must be between 1 and 16, got {req.n}.", code="invalid_value", param="n")
-        for name in ("max_tokens", "max_completion_tokens"):
-            v = getattr(req, name)
-            if v is not None and v < 1:
-                raise ApiError(400, f"'{name}' must be at least 1, got {v}.", code="invalid_value", param=name)
-        return req
+        return validation.parse(body, kind)
+
+    def refused(self, exc: ApiError) -> None:
+        """Count a request answered with an error before it was metered (MeteredError: after)."""
+        if not isinstance(exc, MeteredError):
+            self.metrics.refused(client=exc.status < 500 and exc.code != "no_capacity", at_us=now_us())
 
     # ---------------------------------------------------------------- the request
-    async def handle(self, kind: str, key: KeyInfo, body: bytes) -> Reply:
-        """Serve one request for an authenticated key; raises ApiError for the client."""
+    async def handle(self, kind: str, key: KeyInfo, body: bytes, request_id: str | None = None) -> Reply:
+        """Serve one request for an authenticated key; raises ApiError for the client. `request_id`:
+        what the client's reply says in x-request-id (minted here if not given)."""
         started = now_us()
         wait = self.limiter.allow(key.id)
         if wait:
-            raise ApiError(429, f"Rate limit reached for this key; retry in {wait:.1f}s.", code="rate_limited",
-                           headers={"Retry-After": str(math.ceil(wait))})
+            after = math.ceil(wait)  # whole seconds, as Retry-After says: never "retry in 0.0s"
+            raise ApiError(429, f"Rate limit reached for this key; retry in {after} s.", code="rate_limited",
+                           headers={"Retry-After": str(after)})
         req = self._parse(body, kind)  # the body's size was checked as it was read
         model = self.models.get(req.model)
         if model is not None and not self.fleet.replicas(req.model) and self.fleet.recently_served(req.model):
             raise ApiError(429, f"No capacity for '{model.id}' right now (its hosts are restarting); retry shortly.",
                            code="no_capacity", headers={"Retry-After": "5"})
+        if model is not None and not self.fleet.replicas(req.model) and self.fleet.starting():
+            # Its hosts may not have reported since this process started: not found would be a lie
+            # the SDKs do not retry.
+            raise ApiError(503, f"'{model.id}' is not available yet: the router has just started and is waiting "
+                                f"for its hosts to report; retry in 2s.", code="fleet_starting",
+                           headers={"Retry-After": "2"})
         if model is None or not self.fleet.replicas(req.model):
             raise ApiError(404, f"The model '{req.model}' does not exist or is not available.",
                            code="model_not_found", param="model")
-        max_out = req.max_completion_tokens or req.max_tokens or model.max_output_tokens
-        if max_out > model.context_length:
-            param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
-            raise ApiError(400, f"'{param}' is {max_out}; {model.id} allows at most {model.context_length} tokens.",
-                           code="invalid_value", param=param)
-        first = self.fleet.choose(model.id)
+        fit = context_fit(model, self.fleet.max_model_len(model.id), len(body),
+                          req.max_completion_tokens or req.max_tokens,
+                          "max_completion_tokens" if req.max_completion_tokens else "max_tokens",
+                          "messages" if kind == "chat" else "prompt")
+        max_out = fit.max_out
+        first = self.fleet.choose(model.id, need=fit.likely) or self.fleet.choose(model.id, need=fit.least)
         if first is None:
             raise ApiError(429, f"No capacity for '{model.id}' right now; retry shortly.", code="no_capacity",
                            headers={"Retry-After": "1"})
@@ -155,7 +161,7 @@ class Proxy:
         # Worst case: every body byte a prompt token (a token is at least one byte), plus the
         # chat template, plus every completion token the request allows.
         held = quote.cost(len(body) + TEMPLATE_TOKENS, max_out * req.n)
-        request_id = self.ledger.mint_key("req")
+        request_id = request_id or self.ledger.mint_key("req")
         try:
             self.ledger.reserve(chart.client_account(key.client_id), chart.REVENUE, held, code="usage",
                                 ref=request_id, key=request_id, lazy=True)
@@ -168,7 +174,8 @@ class Proxy:
             raise ApiError(503, f"Metering is unavailable: {exc}", code="ledger_unavailable") from None
 
         wants_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
-        call = Call(request_id, key, model.id, quote, held, req.stream, wants_usage, started)
+        call = Call(request_id, key, model.id, quote, held, req.stream, wants_usage, started, need=fit.least,
+                    kind=kind, max_param="max_completion_tokens" if req.max_completion_tokens else "max_tokens")
         if req.stream and not wants_usage:
             # Always ask the engine for usage; what the client did not ask for is removed below.
             doc = decode_any(body)
@@ -179,7 +186,7 @@ class Proxy:
             rep, resp, payload = await self._open(call, path, body, first)
         except UpstreamFailed as exc:
             self._settle(call, None, None, status="failed")
-            raise ApiError(exc.status, str(exc), code="upstream_failed") from None
+            raise MeteredError(exc.status, str(exc), code="upstream_failed") from None
         except BaseException:
             self._settle(call, None, None, status="failed")
             raise
@@ -197,7 +204,7 @@ class Proxy:
         last = UpstreamFailed(502, "no replica answered")
         for attempt in range(MAX_RETRIES + 1):
             if attempt:
-                rep = self.fleet.choose(call.model, tried)
+                rep = self.fleet.choose(call.model, tried, call.need)
                 if rep is None:
                     break
             tried += (rep,)
@@ -253,10 +260,13 @@ class Proxy:
             status = "ok" if resp.status == 200 and usage is not None else "failed"
             self.fleet.succeeded(rep)
             try:
-                await self._settle(call, rep, usage, status=status)
+                await self._settle(call, rep, usage, status=status, rejected=resp.status in CLIENT_FAULTS)
             except LedgerError as exc:
-                raise ApiError(503, f"Metering is unavailable, the request was not charged: {exc}",
-                               code="ledger_unavailable") from None
+                raise MeteredError(503, f"Metering is unavailable, the request was not charged: {exc}",
+                                   code="ledger_unavailable") from None
+            if resp.status != 200:  # the engine's refusal, in OpenAI's envelope and the client's terms
+                refusal = engine_error(resp.status, body, kind=call.kind, model=call.model, max_param=call.max_param)
+                return Reply(refusal.status, _JSON.encode(), call.request_id, refusal.body)
             return Reply(resp.status, resp.headers.get("Content-Type", _JSON).encode(), call.request_id, body)
         finally:
             rep.outstanding -= 1
@@ -320,9 +330,11 @@ class Proxy:
                     usage = TokenUsage(0, max(delivered - 1, 0))
                 self._settle(call, rep, usage, status="cancelled")
 
-    def _settle(self, call: Call, rep: Replica | None, usage, *, status: str) -> asyncio.Future:
+    def _settle(self, call: Call, rep: Replica | None, usage, *, status: str, rejected: bool = False) -> asyncio.Future:
         """Post what the request cost (0 unless it succeeded or the client cancelled), pay the
-        host its share, record the usage event. Returns the durability future."""
+        host its share, record the usage event. Returns the durability future. `rejected`: the
+        engine refused the request as the client's error (a "failed" usage event, not charged,
+        counted in the live metrics as a client error, not a failure)."""
         prompt = usage.prompt_tokens if usage else 0
         completion = usage.completion_tokens if usage else 0
         charged = min(call.quote.cost(prompt, completion), call.held) if status != "failed" else 0
@@ -336,9 +348,10 @@ class Proxy:
         try:
             _, fut = self.ledger.settle_nowait(call.request_id, charged=charged, usage=record, host_share=share,
                                                host_account=host.payable_account if share else None)
-            self.metrics.record(model=call.model, status=status, prompt_tokens=prompt, completion_tokens=completion,
-                                charged=charged, host_share=share, started_us=call.started_us,
-                                first_byte_us=call.first_byte_us, finished_us=record.finished_us)
+            self.metrics.record(model=call.model, status="rejected" if rejected else status, prompt_tokens=prompt,
+                                completion_tokens=completion, charged=charged, host_share=share,
+                                started_us=call.started_us, first_byte_us=call.first_byte_us,
+                                finished_us=record.finished_us)
         except LedgerError as exc:
             self.events.add("ledger.error", call.request_id, f"settlement failed: {exc}", "error")
             fut = asyncio.get_running_loop().create_future()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from backend.app import Services
 from backend.clock import now_us
+from backend.private_files import open_private, private_dir
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,22 +132,23 @@ class LocalFleet:
         tps = cat.gpu_by_id[gpu].decode_tps
         decode = min(tps.get(c, 10) for c in classes)
         config = self.dir / f"{host_id}.toml"
-        config.write_text(
-            f'router_url = "{self.router_url}"\nname = "{name}"\nengine = "sim"\n'
-            f"models = {json.dumps(models)}\ngpu_type = \"{gpu}\"\nengine_port = 0\ncontrol_port = 0\n"
-            f"heartbeat_interval_s = {self.settings.heartbeat_interval_s}\ndrain_timeout_s = 20\n"
-            f"[sim]\ndecode_tps = {decode}\nprefill_tps = {decode * 60}\nttft_base_s = 0.08\n",
-            encoding="utf-8",
-        )
+        with open_private(config, "w", encoding="utf-8") as fh:  # names and addresses: 0600
+            fh.write(
+                f'router_url = "{self.router_url}"\nname = "{name}"\nengine = "sim"\n'
+                f"models = {json.dumps(models)}\ngpu_type = \"{gpu}\"\nengine_port = 0\ncontrol_port = 0\n"
+                f"heartbeat_interval_s = {self.settings.heartbeat_interval_s}\ndrain_timeout_s = 20\n"
+                f"[sim]\ndecode_tps = {decode}\nprefill_tps = {decode * 60}\nttft_base_s = 0.08\n")
         await self._spawn([sys.executable, "-m", "hostkit.cli", "run", "--config", str(config)], name,
                           {"TOKENMILL_HOST_HOST_TOKEN": token})
 
     async def _spawn(self, argv: list[str], name: str, env: dict[str, str]) -> None:
         out = _open_log(self.settings.log_path.parent / f"local-{name}.log")
         try:
+            # Its own session, so that a Ctrl-C reaches only this process, which stops the children
+            # in order; killed with this process however it ends (kill -9 included), never orphaned.
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-                env={**os.environ, **env}, start_new_session=True)
+                env={**os.environ, **env}, start_new_session=True, preexec_fn=_dies_with(os.getpid()))
         finally:
             out.close()
         self._children.append(_Child(name, proc))
@@ -178,7 +181,26 @@ class LocalFleet:
             await asyncio.sleep(30)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _dies_with(parent: int):
+    """A preexec_fn: the child gets SIGKILL when `parent` dies. An agent left behind would keep its
+    host token and fight the next run's agent for it; nothing it could do on the way out (drain,
+    deregister) has a router left to tell. None where Linux's prctl is missing."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child runs only the call
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before the call above
+            os._exit(1)
+
+    return preexec
+
+
 def _open_log(path: Path):
     """A child's log file, opened for the child to inherit (closed here once it has)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "ab")
+    private_dir(path.parent)
+    return open_private(path, "ab")

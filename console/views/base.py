@@ -23,6 +23,11 @@ Row = tuple[str, tuple[Any, ...]]  # (row key, cells)
 class View(Vertical):
     view_name: ClassVar[str] = ""
     DEFAULT_CSS = "View { height: 1fr; }"
+    writes: ClassVar[frozenset[str]] = frozenset()  # actions that change something: hidden when read-only
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # False hides the key from the footer too: a read-only console offers no action it refuses.
+        return not (action in self.writes and self.tm.readonly)
 
     @property
     def tm(self) -> TokenmillApp:
@@ -77,6 +82,7 @@ class TableView(View):
     is on screen; Esc goes back to the table."""
 
     columns: ClassVar[tuple[str, ...]] = ()
+    fixed_columns: ClassVar[int] = 0  # leading columns that stay while the others scroll sideways
     DEFAULT_CSS = """
     TableView .detail { display: none; padding: 0 1; }
     TableView.drilled .detail { display: block; }
@@ -91,6 +97,7 @@ class TableView(View):
 
     def make_table(self, id: str = "table") -> Table:
         table = Table(id=id, cursor_type="row", zebra_stripes=True)
+        table.fixed_columns = self.fixed_columns
         table.add_columns(*self.columns)
         return table
 
@@ -138,6 +145,7 @@ class TableView(View):
 
     def set_filter(self, text: str) -> None:
         self.filter = text.strip()
+        self.tm.header.filter = self.filter  # an active filter shows on the top line
         self._render_rows()
 
     def _render_rows(self) -> None:

@@ -42,6 +42,7 @@ class ClientsView(TableView):
     """
     BINDINGS = [Binding("n", "issue_key", "New key"), Binding("k", "revoke_key", "Revoke key"),
                 Binding("g", "grant", "Grant credit"), Binding("c", "create", "New client")]
+    writes = frozenset({"issue_key", "revoke_key", "grant", "create"})
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -64,7 +65,7 @@ class ClientsView(TableView):
         for c in sorted(clients, key=lambda c: c.name):
             u = today.get(c.id)
             rows.append((c.id, (c.id, c.name, usd(c.balance_nano), usd(c.available_nano),
-                                usd(u.charged_nano if u else 0, 4), f"{u.requests if u else 0:,}",
+                                usd(u.charged_nano if u else 0), f"{u.requests if u else 0:,}",
                                 f"{c.active_keys}/{c.keys}")))
         self.set_rows(rows)
         await self._load_keys()

@@ -98,6 +98,8 @@ class FleetView(TableView):
                "earned today")
     BINDINGS = [Binding("d", "host('drain')", "Drain"), Binding("r", "host('resume')", "Resume"),
                 Binding("x", "host('remove')", "Remove")]
+    writes = frozenset({"host"})
+    fixed_columns = 1  # the host's name stays while the other columns scroll sideways
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -120,7 +122,7 @@ class FleetView(TableView):
         self.hosts = {h.id: h for h in hosts}
         self.set_rows([(h.id, (h.name, h.provider, h.status, models_cell(h.models), h.in_flight, gpu_bar(h),
                                mem_bar(h), temp(h), power(h), usd(h.cost_per_hour_nano),
-                               usd(earned[h.id].charged_nano, 4) if h.id in earned else usd(0, 4)))
+                               usd(earned[h.id].charged_nano) if h.id in earned else usd(0)))
                        for h in sorted(hosts, key=lambda h: h.name)])
 
     async def refresh_detail(self, key: str) -> None:
@@ -137,8 +139,8 @@ class FleetView(TableView):
             f"agent {host.agent_version or '?'}  heard {heard}  (Esc: back)\n"
             f"models: {', '.join(host.models) or '-'}   in flight {host.in_flight}   "
             f"cost {usd(host.cost_per_hour_nano)}/h   payout share {share}\n"
-            f"today: {u.requests:,} requests, {u.failed:,} failed, brought in {usd(u.charged_nano, 4)}, "
-            f"owed to the host {usd(u.host_share_nano, 4)}")
+            f"today: {u.requests:,} requests, {u.failed:,} failed, brought in {usd(u.charged_nano)}, "
+            f"owed to the host {usd(u.host_share_nano)}")
         self.query_one("#detail-gpus", Static).update(gpu_table(host))
 
     @on(DataTable.RowSelected)

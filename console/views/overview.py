@@ -11,7 +11,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 from backend.api.admin_wire import MetricsOut, WindowOut
-from console.figures import ms, pct, rate
+from console.figures import NA, ms, pct, rate
 from console.money import usd
 from console.views.base import View
 from console.widgets.spark_row import SparkRow
@@ -24,19 +24,22 @@ def money_table(m: MetricsOut) -> Table:
     t.add_column("today (UTC)", justify="right")
     for label, field in (("revenue", "revenue_nano"), ("host payouts", "payouts_nano"),
                          ("GPU cost", "gpu_cost_nano"), ("profit", "profit_nano")):
-        t.add_row(label, usd(getattr(m.hour, field), 4), usd(getattr(m.today, field), 4))
+        t.add_row(label, usd(getattr(m.hour, field)), usd(getattr(m.today, field)))
     t.add_row("requests", f"{m.hour.requests:,}", f"{m.today.requests:,}")
     return t
 
 
 def traffic_table(w: WindowOut) -> Table:
-    seconds = max((w.until_us - w.since_us) / 1_000_000, 1)
+    # The time the backend observed, not the whole hour: one started 2 minutes ago saw 2 minutes.
+    seconds = max(w.observed_s, 1.0)
     t = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
     t.add_column("")
     t.add_column("last hour", justify="right")
     t.add_row("requests/s", rate(w.requests / seconds))
     t.add_row("tokens/s", rate((w.prompt_tokens + w.completion_tokens) / seconds))
+    # The service's failures only: a client's bad request (4xx) is counted apart, never as an error of ours.
     t.add_row("error rate", pct(w.failed, w.requests))
+    t.add_row("client errors/s", NA if w.client_errors is None else rate(w.client_errors / seconds))
     t.add_row("latency p50/p99", f"{ms(w.latency_p50_ms)} / {ms(w.latency_p99_ms)}")
     t.add_row("TTFT p50/p99", f"{ms(w.ttft_p50_ms)} / {ms(w.ttft_p99_ms)}")
     return t
@@ -59,9 +62,10 @@ class OverviewView(View):
             yield Static("", id="traffic")
         yield Static("last hour, per minute", id="sparks-title")
         yield SparkRow("requests", lambda v: f"{v:,.0f}/min", id="spark-requests")
-        yield SparkRow("profit", lambda v: usd(int(v), 4), id="spark-profit")
+        yield SparkRow("profit", lambda v: usd(int(v)), id="spark-profit")
         yield SparkRow("latency p50", lambda v: ms(v), id="spark-latency")
         yield SparkRow("errors", lambda v: f"{v:,.0f}/min", id="spark-errors")
+        yield SparkRow("client errors", lambda v: f"{v:,.0f}/min", id="spark-client-errors")
         yield Static("", id="fleet")
 
     async def refresh_data(self) -> None:
@@ -70,10 +74,12 @@ class OverviewView(View):
         self.query_one("#money", Static).update(money_table(m))
         self.query_one("#traffic", Static).update(traffic_table(m.hour))
         s = m.series
-        self.query_one("#spark-requests", SparkRow).show(s.requests)
-        self.query_one("#spark-profit", SparkRow).show(s.profit_nano)
-        self.query_one("#spark-latency", SparkRow).show(s.latency_p50_ms)
-        self.query_one("#spark-errors", SparkRow).show(s.failed)
+        self.query_one("#spark-requests", SparkRow).show(s.requests, s.observed_from)
+        self.query_one("#spark-profit", SparkRow).show(s.profit_nano, s.observed_from)
+        self.query_one("#spark-latency", SparkRow).show(s.latency_p50_ms, s.observed_from)
+        self.query_one("#spark-errors", SparkRow).show(s.failed, s.observed_from)
+        self.query_one("#spark-client-errors", SparkRow).show(s.client_errors or [None] * len(s.failed),
+                                                              s.observed_from)
 
         live = [h for h in hosts if h.status != "removed"]
         up = sum(1 for h in live if h.status in ("active", "quarantined", "draining", "drained"))

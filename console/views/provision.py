@@ -51,6 +51,7 @@ class ProvisionView(TableView):
     BINDINGS = [Binding("m", "model", "Model"), Binding("p", "provision", "Provision"),
                 Binding("s", "ssh", "My machine"), Binding("k", "host_key", "Confirm key"),
                 Binding("t", "teardown", "Teardown")]
+    writes = frozenset({"provision", "ssh", "host_key", "teardown"})
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

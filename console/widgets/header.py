@@ -13,6 +13,7 @@ class StatusHeader(Widget):
     StatusHeader { dock: top; height: 1; background: $panel; color: $text; }
     """
     view: reactive[str] = reactive("overview")
+    filter: reactive[str] = reactive("")  # the view's `/` filter, while one is active
     disconnected: reactive[bool] = reactive(False)
 
     def __init__(self, url: str, *, simulated: bool, readonly: bool) -> None:
@@ -20,7 +21,11 @@ class StatusHeader(Widget):
         self.url, self.simulated, self.readonly = url, simulated, readonly
 
     def render(self) -> Text:
-        text = Text.assemble(("tokenmill", "bold"), " ", (f":{self.view}", "bold"), "  ", self.url)
+        text = Text.assemble(("tokenmill", "bold"), " ", (f":{self.view}", "bold"))
+        if self.filter:
+            text.append(f" /{self.filter}", "bold reverse")
+            text.append(" (Esc clears)")
+        text.append("  " + self.url)
         if self.simulated:
             text.append("  SIMULATED", "bold yellow")
         if self.readonly:

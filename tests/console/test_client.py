@@ -45,11 +45,13 @@ async def test_unreachable_backend_is_backend_unavailable():
 
 
 def test_usd_is_integer_exact_and_rounds_half_up():
-    assert usd(0) == "$0.00"
-    assert usd(1_234_567_890_123) == "$1,234.57"
-    assert usd(-2_470_000_000) == "-$2.47"
-    assert usd(5_000_000) == "$0.01"
-    assert usd(15_000_000, 3) == "$0.015"
+    # One precision everywhere (four places): amounts line up and compare at a glance.
+    assert usd(0) == "$0.0000"
+    assert usd(1_234_567_890_123) == "$1,234.5679"
+    assert usd(-2_470_000_000) == "-$2.4700"
+    assert usd(50_000) == "$0.0001"
+    assert usd(49_999) == "$0.0000" and usd(-49_999) == "$0.0000"
+    assert usd(15_000_000) == "$0.0150"
 
 
 @pytest.mark.parametrize("text,value", [("25", "25"), (" $1,000.50 ", "1000.50"), ("0.000001", "0.000001")])

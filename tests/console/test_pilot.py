@@ -269,7 +269,7 @@ async def test_grant_credit_validates_the_amount(router, client_key):
             return c["balance_nano"] == 12_500_000_000
 
         await wait_for(pilot, granted)
-        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[2].plain == "$12.50")
+        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[2].plain == "$12.5000")
 
 
 async def test_names_that_look_like_markup_show_as_written(router):
@@ -315,14 +315,16 @@ async def test_readonly_refuses_every_action(router, client_key):
     app = make_app(router, readonly=True)
     async with app.run_test(size=SIZE) as pilot:
         assert "READONLY" in str(app.query_one(StatusHeader).render())
-        for view, keys in (("models", "t"), ("fleet", "drx"), ("clients", "nkgc")):
+        for view, keys in (("models", "t"), ("fleet", "drx"), ("clients", "nkgc"), ("provision", "pskt")):
             await goto(pilot, view)
+            # The footer offers none of them: only the keys that read.
+            shown = {b.binding.key for b in app.screen.active_bindings.values() if b.binding.show}
+            assert not shown & set(keys), (view, shown)
+            assert "q" in shown
             for key in keys:
                 await pilot.press(key)
                 await pilot.pause(0.05)
                 assert not isinstance(app.screen, ConfirmScreen | PromptScreen | PickScreen), (view, key)
-        await pilot.pause(0.1)
-        assert any("Read-only" in n.message for n in app._notifications)
     assert all(m["enabled"] for m in await admin_get(router, "/models"))
     assert (await admin_get(router, "/hosts"))[0]["status"] == "active"
 
@@ -341,3 +343,64 @@ async def test_disconnected_when_the_backend_is_gone():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.query_one(StatusHeader).disconnected)
         assert "DISCONNECTED" in str(app.query_one(StatusHeader).render())
+
+
+async def test_enter_shows_the_whole_event_and_esc_goes_back(router):
+    long = "why: " + "a reason that does not fit in the message column " * 4 + "END"
+    router.services.events.add("test.long", "rig-a", long)
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "events")
+        await wait_for(pilot, lambda: "test.long" in event_kinds(app))
+        table = app.view.table
+        row = event_kinds(app).index("test.long")
+        table.move_cursor(row=row, animate=False)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.view.detail_key is not None)
+        detail = app.view.query_one("#event")
+        await wait_for(pilot, lambda: "END" in rendered_text(detail))
+        text = rendered_text(detail)
+        assert "test.long" in text and "rig-a" in text and "INFO" in text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.view.detail_key is None and app.focused is table)
+
+
+async def test_an_active_filter_shows_on_the_top_line_and_esc_clears_it(router):
+    app = make_app(router)
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, "events")
+        await wait_for(pilot, lambda: app.view.table.row_count > 1)
+        everything = app.view.table.row_count
+        await pilot.press("slash", *"rig-a", "enter")
+        header = app.query_one(StatusHeader)
+        assert "/rig-a" in str(header.render())
+        assert 0 < app.view.table.row_count <= everything
+        await pilot.press("escape")
+        assert app.view.filter == "" and "/rig-a" not in str(header.render())
+        assert app.view.table.row_count >= everything
+
+
+async def test_models_say_kv_cache_and_keep_the_name_while_scrolling(router):
+    app = make_app(router)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "models")
+        table = app.view.table
+        labels = [str(c.label) for c in table.columns.values()]
+        assert "KV cache" in labels and "GPU util" in labels and "util" not in labels
+        assert table.fixed_columns == 1
+        for _ in range(12):
+            await pilot.press("right")
+        await wait_for(pilot, lambda: table.scroll_x > 0)
+        await pilot.pause()
+        assert MODEL in rendered_text(table)  # the name column did not scroll away
+        footer_keys = [k.key for k in app.query("FooterKey")]
+        assert footer_keys[0] == "q"
+
+
+def event_kinds(app) -> list[str]:
+    table = app.view.table
+    return [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
+
+
+def rendered_text(widget) -> str:
+    return "\n".join(widget.render_line(y).text for y in range(widget.size.height))

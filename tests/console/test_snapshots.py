@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from textual.widgets import Footer
 
 from console.app import TokenmillApp
 from console.client import AdminClient
+from console.widgets.command import CommandLine
 from tests.console.seeded_backend import DEMO_NOW_US, URL, seeded_backend
 
 
@@ -75,3 +77,42 @@ def test_disconnected_header(snap_compare, tmp_path):
     gone = AdminClient(URL, "tma-x", timeout_s=2, transport=httpx.AsyncHTTPTransport(uds=str(tmp_path / "gone.sock")))
     app = TokenmillApp(gone, refresh_s=3600, clock_us=lambda: DEMO_NOW_US, initial_view="fleet", owns_api=True)
     assert snap_compare(app, terminal_size=(80, 24), run_before=_settle)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+@pytest.mark.parametrize(("mode", "typed"), [("colon", "fle"), ("slash", "rig")], ids=["command", "filter"])
+def test_prompt_shows_what_is_typed(snap_compare, backend, size, mode, typed):
+    """What one types at `:` and `/` shows on the prompt line (Textual 8.2.8 drew only its border)."""
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press(mode, *typed)
+        await pilot.pause()
+        line = pilot.app.query_one(CommandLine)
+        assert typed in line.render_line(0).text  # drawn in its one row, not only held as its value
+        assert not line.region.overlaps(pilot.app.query_one(Footer).region)  # nor under the footer
+        assert str(pilot.app.query_one("#command-mode").render()) == {"colon": ":", "slash": "/"}[mode]
+
+    assert snap_compare(_app(backend, "fleet"), terminal_size=size, run_before=run_before)
+
+
+def test_models_80x24_scrolled_right(snap_compare, backend):
+    """The model's name stays while the money columns scroll; the footer keeps `q`."""
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press(*["right"] * 12)
+        await pilot.pause()
+
+    assert snap_compare(_app(backend, "models"), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_event_detail_and_filter_120x40(snap_compare, backend):
+    """`/` narrows the events (the filter shows on the top line), Enter shows one whole."""
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("slash", *"rig-b", "enter")
+        await pilot.pause()
+        before = pilot.app.refreshes
+        await pilot.press("enter")
+        await _settle(pilot, before)
+
+    assert snap_compare(_app(backend, "events"), terminal_size=(120, 40), run_before=run_before)

@@ -46,6 +46,8 @@ async def _serve(args: argparse.Namespace, state: Path) -> int:
         await asyncio.sleep(float(delay.read_text()))
     tps = state / "decode_tps"
     timing = SimTiming(decode_tps=float(tps.read_text()), ttft_base_s=0) if tps.exists() else SimTiming(speed=0)
+    if args.max_model_len:  # as vLLM, it then reports it in /v1/models and refuses longer requests
+        timing = timing.model_copy(update={"max_model_len": args.max_model_len})
     tls = None
     if args.ssl_certfile:  # as vLLM hands them to uvicorn
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -72,6 +74,7 @@ def main() -> int:
     p.add_argument("--host", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--middleware", action="append", default=[])
+    p.add_argument("--max-model-len", type=int)
     p.add_argument("--ssl-certfile")
     p.add_argument("--ssl-keyfile")
     args, _rest = p.parse_known_args()

@@ -42,6 +42,7 @@ async def test_reports_gpus_and_a_passing_check_once_the_engine_is_healthy(agent
     assert check is not None and "vram" in check.summary and "decode speed" in check.summary
     beat = router.heartbeats()[-1]
     assert beat.models[0].engine == "vllm" and beat.models[0].ready
+    assert beat.models[0].max_model_len == 4096  # read from the engine's /v1/models (the spec launched it so)
     assert beat.gpus[0].processes[0].pid == 4242 and beat.gpus[0].memory_used_mib == 1024
     status = agent.status()
     assert status.checks == [check] and status.engines[MODEL].startswith("healthy")

@@ -250,6 +250,13 @@ def test_float_price_is_refused(tmp_path):
     assert "float" in msg
 
 
+def test_a_price_far_above_any_market_is_refused(tmp_path):
+    path = write(tmp_path, MODELS_FILE, model_toml(id="gold-price", prompt='"20000"'))
+    msg = refused(path, ModelCatalogue)
+    assert "price.prompt" in msg
+    assert "largest accepted, $10,000.00" in msg
+
+
 def test_missing_licence_name_is_refused(tmp_path):
     licence = LICENCE.replace('name = "MIT License"\n', "")
     path = write(tmp_path, MODELS_FILE, model_toml(id="no-licence-name", licence=licence))

@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.money import MoneyError, cost_of_tokens, format_usd, parse_usd, require_nano
+from backend.money import (
+    MAX_AMOUNT_NANO,
+    MAX_PRICE_NANO,
+    MoneyError,
+    cost_of_tokens,
+    format_usd,
+    parse_usd,
+    require_nano,
+)
 
 
 @pytest.mark.parametrize(("text", "nano"), [("0.34", 340_000_000), ("$2.10", 2_100_000_000), ("0", 0),
@@ -19,6 +27,19 @@ def test_parse_usd(text, nano):
 def test_parse_usd_refuses(bad, why):
     with pytest.raises(MoneyError, match=why):
         parse_usd(bad)
+
+
+def test_amounts_are_bounded_far_below_int64():
+    assert parse_usd("100000000") == MAX_AMOUNT_NANO < 2**63 // 10
+    for bad in ("100000000.000000001", "5000000000", "1e10", "9" * 40, "1" + "0" * 30 + ".0000000001"):
+        with pytest.raises(MoneyError, match="largest accepted"):
+            parse_usd(bad, what="amount_usd")
+    assert parse_usd("10000", max_nano=MAX_PRICE_NANO) == MAX_PRICE_NANO
+    with pytest.raises(MoneyError, match=r"price: '10000.01' is above the largest accepted, \$10,000.00"):
+        parse_usd("10000.01", what="price", max_nano=MAX_PRICE_NANO)
+    assert require_nano(MAX_AMOUNT_NANO) == MAX_AMOUNT_NANO
+    with pytest.raises(MoneyError, match="largest accepted"):
+        require_nano(MAX_AMOUNT_NANO + 1)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.0, "5", None, True])
