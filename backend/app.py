@@ -13,15 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend import __version__
 from backend.api import admin_api, hosts_api, openai_api, provision_api
 from backend.api.allow import answer_options
-from backend.api.errors import ApiError, api_error_handler, http_exception_handler, internal_error_handler
+from backend.api.errors import api_error_handler, http_exception_handler, internal_error_handler
 from backend.api.openapi_setup import complete_schema, openapi_config
 from backend.catalogue import Catalogue, load_catalogue
 from backend.clients.service import ClientDirectory
-from backend.clock import now_us
-from backend.events import EventLog
+from backend.db.engine import make_engine, migrate
 from backend.fleet.models import ModelBook
 from backend.fleet.registry import Fleet
-from backend.ledger.db import make_engine, migrate
 from backend.ledger.errors import LedgerError
 from backend.ledger.service import Ledger
 from backend.metrics.gpu_cost import GpuCostMeter
@@ -33,7 +31,10 @@ from backend.pricing.quote import Pricer
 from backend.provision.service import Provisioner
 from backend.routing.limits import RateLimiter
 from backend.routing.proxy import Proxy
+from backend.runtime.clock import now_us
+from backend.runtime.event_log import EventLog
 from backend.settings import Settings
+from backend.wire.errors import ApiError
 
 log = logging.getLogger(__name__)
 

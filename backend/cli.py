@@ -23,7 +23,7 @@ def _settings():
 
 def cmd_info(s, _args: argparse.Namespace) -> int:
     from backend.catalogue import CatalogueError, load_catalogue, shipped_dir
-    from backend.ledger.db import mask_url
+    from backend.db.engine import mask_url
 
     token_state = "from settings" if s.admin_token.get_secret_value() else f"{s.admin_token_file} (mode 0600)"
     rows = [
@@ -49,7 +49,7 @@ def cmd_info(s, _args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(s, _args: argparse.Namespace) -> int:
-    from backend.ledger.db import current_revision, make_engine, mask_url, migrate
+    from backend.db.engine import current_revision, make_engine, mask_url, migrate
 
     async def run() -> str | None:
         engine = make_engine(s.db_url, synchronous=s.sqlite_synchronous)

@@ -23,8 +23,8 @@ from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from backend.api.errors import error_bytes
 from backend.settings import Settings
+from backend.wire.errors import error_bytes
 
 
 @dataclass(frozen=True, slots=True)

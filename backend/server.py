@@ -14,7 +14,7 @@ import uvicorn
 
 from backend.app import Services, create_app
 from backend.http_limits import HttpLimits, limited_protocol
-from backend.runtime import tune_gc
+from backend.runtime.gc_tuning import tune_gc
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ async def serve(settings: Settings, *, local: bool = False, ready: asyncio.Event
     fleet = None
     try:
         if local:
-            from backend.sim.local_fleet import LocalFleet
+            from backend.localfleet.local_fleet import LocalFleet
 
             services.simulated = True
             fleet = LocalFleet(settings, services, address)

@@ -26,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from backend.db.engine import make_engine, migrate
 from backend.ledger import chart
-from backend.ledger.db import make_engine, migrate
 from backend.ledger.queries import check_invariants
 from backend.ledger.service import Ledger, Usage
-from backend.runtime import tune_gc
+from backend.runtime.gc_tuning import tune_gc
 
 CLIENTS = 1000
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from backend.api.admin_wire import (
+from backend.wire.admin import (
     ClientOut,
     CreditOut,
     EventOut,
@@ -20,7 +20,7 @@ from backend.api.admin_wire import (
     ModelOut,
     UsageOut,
 )
-from backend.api.provision_wire import HostKeyOut, JobOut, OffersOut, RunOut
+from backend.wire.provision import HostKeyOut, JobOut, OffersOut, RunOut
 
 
 class BackendUnavailable(Exception):

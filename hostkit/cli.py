@@ -36,7 +36,7 @@ import msgspec
 from hostkit import __version__
 from hostkit.config import ENV_PREFIX, AgentConfig, ConfigError, control_port_hint, load_config
 from hostkit.control_api import CONTROL_HOST, AgentStatus, DrainResult
-from hostkit.sim_engine import SimTiming
+from hostkit.sim.engine import SimTiming
 
 
 def _run_async(coro: Coroutine[Any, Any, int]) -> int:
@@ -163,7 +163,7 @@ async def _check(config: AgentConfig, models: list[str], args: argparse.Namespac
     from hostkit.check import HostChecker
     from hostkit.nvml import NvmlReader
     from hostkit.router_client import RouterClient
-    from hostkit.sim_engine import SimEngine, start_sim_engine
+    from hostkit.sim.engine import SimEngine, start_sim_engine
 
     nvml = NvmlReader()
     router = (RouterClient(config.router_url, config.host_token.get_secret_value(), config.router_timeout_s)
@@ -272,7 +272,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 async def _serve_sim_engine(args: argparse.Namespace) -> int:
-    from hostkit.sim_engine import start_sim_engine
+    from hostkit.sim.engine import start_sim_engine
 
     timing = SimTiming(**{k: v for k in SimTiming.model_fields if (v := getattr(args, k)) is not None})
     models = [m.strip() for m in args.models.split(",") if m.strip()]

@@ -78,7 +78,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from hostkit.engine_spec import EngineSpec
 from hostkit.protocol import HEARTBEAT_INTERVAL_S
-from hostkit.sim_engine import SimTiming
+from hostkit.sim.engine import SimTiming
 
 ENV_PREFIX = "TOKENMILL_HOST_"
 CONFIG_ENV = "TOKENMILL_HOST_CONFIG"

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from hostkit.config import AgentConfig
 from hostkit.engine_tls import EngineCert, EngineTlsError, ensure_engine_cert
-from hostkit.sim_engine import SimEngine, start_sim_engine
+from hostkit.sim.engine import SimEngine, start_sim_engine
 from hostkit.vllm_process import EngineEvents, SupervisedVllm
 
 

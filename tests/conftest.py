@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.engine import make_url
 
-from backend.ledger.db import make_engine, migrate, normalise_url
+from backend.db.engine import make_engine, migrate, normalise_url
 from backend.ledger.service import Ledger
 
 PG_URL = os.environ.get("TOKENMILL_TEST_DATABASE_URL", "")

@@ -21,14 +21,14 @@ from backend.app import Services, create_app
 from backend.server import listen_socket, uvicorn_server
 from backend.settings import Settings
 from hostkit import protocol
-from hostkit.sim_engine import SimEngine, SimTiming, start_sim_engine
+from hostkit.sim.engine import SimEngine, SimTiming, start_sim_engine
 
 FAST = SimTiming(speed=0)
 
 
 _ENGINE_PROCESS = """
 import asyncio, os, sys, json
-from hostkit.sim_engine import SimTiming, start_sim_engine
+from hostkit.sim.engine import SimTiming, start_sim_engine
 async def main():
     e = await start_sim_engine(json.loads(sys.argv[1]), timing=SimTiming.model_validate_json(sys.argv[2]),
                                api_key=os.environ.get("SIM_ENGINE_KEY") or None)

@@ -12,7 +12,22 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from backend import __version__
-from backend.api.admin_wire import (
+from backend.api.error_responses import ADMIN, ADMIN_BODY, ADMIN_ID, errors
+from backend.clients.service import ClientError, ClientInfo, KeyInfo
+from backend.field_errors import FieldError, Taken
+from backend.fleet.registry import FleetError, HostState
+from backend.ledger.errors import (
+    BalanceLimit,
+    IdempotencyConflict,
+    InvalidAmount,
+    InvalidKey,
+    LedgerError,
+    LedgerUnavailable,
+)
+from backend.ledger.reports import usage_by
+from backend.money import MAX_AMOUNT_NANO, MAX_PRICE_NANO, MoneyError, format_usd, parse_usd
+from backend.runtime.clock import now_us
+from backend.wire.admin import (
     ClientOut,
     CreateClient,
     CreditOut,
@@ -31,22 +46,7 @@ from backend.api.admin_wire import (
     StatusOut,
     UsageOut,
 )
-from backend.api.error_responses import ADMIN, ADMIN_BODY, ADMIN_ID, errors
-from backend.api.errors import ApiError
-from backend.clients.service import ClientError, ClientInfo, KeyInfo
-from backend.clock import now_us
-from backend.field_errors import FieldError, Taken
-from backend.fleet.registry import FleetError, HostState
-from backend.ledger.errors import (
-    BalanceLimit,
-    IdempotencyConflict,
-    InvalidAmount,
-    InvalidKey,
-    LedgerError,
-    LedgerUnavailable,
-)
-from backend.ledger.reports import usage_by
-from backend.money import MAX_AMOUNT_NANO, MAX_PRICE_NANO, MoneyError, format_usd, parse_usd
+from backend.wire.errors import ApiError
 
 
 def admin_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:

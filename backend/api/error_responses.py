@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from litestar.openapi import ResponseSpec
 
-from backend.api.errors import Envelope
+from backend.wire.errors import Envelope
 
 MEANING = {
     400: "Invalid input: `error.param` names the field, `error.message` says what is wrong with it.",

@@ -1,53 +1,12 @@
-"""Errors in OpenAI's envelope: {"error": {"message", "type", "code", "param"}}."""
+"""Litestar's answers in OpenAI's error envelope (backend/wire/errors.py): ApiError, its own refusals
+(404, 405, 413, validation) and anything unexpected."""
 
 from __future__ import annotations
 
-import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "insufficient_quota",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    431: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "server_error",
-    502: "upstream_error",
-    503: "server_error",
-    504: "timeout_error",
-}
-
-
-class ErrorBody(msgspec.Struct):
-    message: str
-    type: str
-    code: str | None = None
-    param: str | None = None
-
-
-class Envelope(msgspec.Struct):
-    error: ErrorBody
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
-        self.headers = headers or {}
-
-
-_encode = msgspec.json.Encoder().encode
-
-
-def error_bytes(status: int, message: str, code: str | None = None, param: str | None = None) -> bytes:
-    return _encode(Envelope(ErrorBody(message, _TYPES.get(status, "error"), code, param)))
+from backend.wire.errors import ApiError, error_bytes
 
 
 def error_response(status: int, message: str, *, code: str | None = None, param: str | None = None,

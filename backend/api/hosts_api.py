@@ -7,8 +7,8 @@ from litestar import Request, Response, get, post
 from litestar.openapi import ResponseSpec
 
 from backend.api.error_responses import errors
-from backend.api.errors import ApiError
 from backend.fleet.registry import AgentReplaced, Fleet, FleetError, HostState
+from backend.wire.errors import ApiError
 from hostkit import protocol
 
 _enc = msgspec.json.Encoder().encode

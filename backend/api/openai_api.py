@@ -14,10 +14,10 @@ from litestar import Request, Response, asgi, get
 from litestar.params import FromPath
 from litestar.types import Message, Receive, Scope, Send
 
-from backend.api.errors import ApiError, error_bytes
 from backend.api.openai_schema import API_KEY, LIST_MODELS, RETRIEVE_MODEL
 from backend.routing.proxy import Proxy, Reply
-from backend.routing.wire import encode
+from backend.wire.client_request import encode
+from backend.wire.errors import ApiError, error_bytes
 
 _JSON = b"application/json"
 

@@ -20,7 +20,7 @@ from litestar.openapi.spec import OpenAPIHeader, OpenAPIMediaType, OpenAPIType, 
 from litestar.params import JSONBody
 
 from backend.api.error_responses import errors
-from backend.routing.wire import MAX_N, MAX_STOP
+from backend.wire.client_request import MAX_N, MAX_STOP
 
 
 def _between(kind: type, low: float, high: float) -> Any:

@@ -14,9 +14,10 @@ from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend import __version__
-from backend.api import admin_wire, provision_wire
 from backend.api.admin_api import admin_guard
 from backend.api.openai_schema import completion_operations
+from backend.wire import admin as admin_wire
+from backend.wire import provision as provision_wire
 
 PATH = "/schema"
 

@@ -11,10 +11,10 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from backend.api.admin_api import admin_guard
 from backend.api.error_responses import ADMIN, ADMIN_BODY, ADMIN_ID, errors
-from backend.api.errors import ApiError
-from backend.api.provision_wire import ConfirmHostKey, HostKeyOut, JobOut, OffersOut, ProvisionRequest, RunOut
 from backend.provision.offers import CLOUDS
 from backend.provision.service import Provisioner, RequestError
+from backend.wire.errors import ApiError
+from backend.wire.provision import ConfirmHostKey, HostKeyOut, JobOut, OffersOut, ProvisionRequest, RunOut
 
 MAX_RUNS = 500
 

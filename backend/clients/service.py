@@ -11,10 +11,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.clients.tables import ApiKey, Client
-from backend.clock import now_us
 from backend.field_errors import FieldError, Taken
 from backend.ledger import chart
 from backend.ledger.service import Ledger, TransferResult
+from backend.runtime.clock import now_us
 
 KEY_PREFIX = "tm-"
 VISIBLE = 10  # characters of a key shown after creation: "tm-" and 7 more

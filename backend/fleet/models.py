@@ -6,9 +6,9 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.catalogue import Catalogue, ModelEntry
-from backend.clock import now_us
-from backend.events import EventLog
 from backend.fleet.tables import ModelSetting
+from backend.runtime.clock import now_us
+from backend.runtime.event_log import EventLog
 
 
 class ModelBook:

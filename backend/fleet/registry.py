@@ -30,12 +30,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
-from backend.clock import now_us
-from backend.events import EventLog
 from backend.field_errors import FieldError, Taken
 from backend.fleet.tables import Host
 from backend.ledger import chart
 from backend.ledger.service import Ledger
+from backend.runtime.clock import now_us
+from backend.runtime.event_log import EventLog
 from hostkit import protocol
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.clock import now_us
+from backend.db.engine import make_sync_engine
 from backend.ledger import chart
-from backend.ledger.db import make_sync_engine
 from backend.ledger.errors import (
     AccountExists,
     BalanceLimit,
@@ -40,6 +39,7 @@ from backend.ledger.state import Account, Hold, Op
 from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer
 from backend.ledger.writer import GroupCommitWriter
 from backend.money import MAX_BALANCE_NANO, MAX_RUNNING_SUM_NANO, MoneyError, format_usd, require_nano
+from backend.runtime.clock import now_us
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Ledger tables. Changed only through Alembic migrations (backend/ledger/migrations).
+"""Ledger tables. Changed only through Alembic migrations (backend/db/migrations).
 
 The model is TigerBeetle's: an account carries four cached sums (debits/credits, posted/
 pending); a transfer debits one account and credits another by the same positive amount, so

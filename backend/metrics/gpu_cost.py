@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.clock import now_us
 from backend.fleet.registry import Fleet
 from backend.fleet.tables import HostUptime
+from backend.runtime.clock import now_us
 
 log = logging.getLogger(__name__)
 HOUR_US = 3_600_000_000

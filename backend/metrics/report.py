@@ -3,12 +3,12 @@ from the live counters, the GPU cost meter, the fleet and (for "today") the ledg
 
 from __future__ import annotations
 
-from backend.api.admin_wire import MetricsOut, ModelMetricsOut, ModelRatesOut, SeriesOut, WindowOut
-from backend.clock import now_us
 from backend.fleet.registry import Fleet
 from backend.ledger.reports import usage_by
 from backend.metrics.gpu_cost import GpuCostMeter, Stretch
 from backend.metrics.live import MINUTE_US, Counts, LiveMetrics, percentile_ms
+from backend.runtime.clock import now_us
+from backend.wire.admin import MetricsOut, ModelMetricsOut, ModelRatesOut, SeriesOut, WindowOut
 
 DAY_US = 86_400_000_000
 HOUR_MINUTES = 60

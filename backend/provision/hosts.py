@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.clock import now_us
 from backend.provision.tables import ProvisionedHost
 from backend.provision.template import Value
+from backend.runtime.clock import now_us
 
 _T = ProvisionedHost.__table__
 

@@ -11,9 +11,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from backend.api.provision_wire import HostKeyOut, JobEventOut, JobOut
-from backend.clock import now_us
-from backend.provision.events import (
+from backend.provision.run_events import (
     Event,
     RunFinished,
     RunStarted,
@@ -23,6 +21,8 @@ from backend.provision.events import (
     StepSkipped,
     StepStarted,
 )
+from backend.runtime.clock import now_us
+from backend.wire.provision import HostKeyOut, JobEventOut, JobOut
 
 MAX_EVENTS = 2000  # per job: a vLLM install prints thousands of lines; the end is what matters
 MAX_JOBS = 200  # finished jobs beyond this are forgotten, oldest first

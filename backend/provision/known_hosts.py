@@ -27,7 +27,7 @@ from pathlib import Path
 
 import paramiko
 
-from backend.clock import now_us
+from backend.runtime.clock import now_us
 
 SSH_PORT = 22
 

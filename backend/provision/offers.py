@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from backend.api.provision_wire import OfferOut, OffersOut
 from backend.catalogue import Catalogue
 from backend.fleet.providers import PROVIDERS, Offer, ProviderError, fitting_offers, provider
 from backend.fleet.providers.errors import label
 from backend.money import format_usd
 from backend.settings import Settings
+from backend.wire.provision import OfferOut, OffersOut
 
 # Providers whose offers are machines to rent; "local" and "ssh" have none of their own.
 CLOUDS = tuple(p for p in PROVIDERS if p not in ("local", "ssh"))

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from backend.api.provision_wire import ProvisionRequest
 from backend.catalogue import ModelEntry
 from backend.fleet.providers import (
     Instance,
@@ -37,13 +36,14 @@ from backend.fleet.providers.errors import label
 from backend.fleet.providers.ssh import SshProvider
 from backend.fleet.registry import HostState
 from backend.money import format_usd
-from backend.provision.events import Event, StepFailed
 from backend.provision.jobs import Job
 from backend.provision.playbook import load_named
 from backend.provision.reach import ProvisionError, ensure_trusted, wait_for_port
+from backend.provision.run_events import Event, StepFailed
 from backend.provision.ssh import SshTarget
 from backend.provision.variables import bootstrap_variables, rented_engine_ports, teardown_variables
 from backend.provision.wheel import WheelError
+from backend.wire.provision import ProvisionRequest
 
 if TYPE_CHECKING:
     from backend.provision.service import Provisioner

@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import time
 
-from backend.api.provision_wire import HostKeyOut
 from backend.provision.jobs import Job
 from backend.provision.known_hosts import HostKeyChanged, HostKeyUnknown, KnownHosts
 from backend.provision.ssh import SshConnection, SshError, SshTarget
+from backend.wire.provision import HostKeyOut
 
 PORT_RETRY_S = 2.0  # between attempts to reach a booting machine's SSH port
 KEY_POLL_S = 1.0  # between looks at the known_hosts file while waiting for a confirmation

@@ -27,9 +27,10 @@ from pathlib import Path
 import paramiko
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.clock import now_us
 from backend.logs import redact
-from backend.provision.events import (
+from backend.provision.known_hosts import HostKeyError, KnownHosts
+from backend.provision.playbook import CheckStep, Playbook, RunStep, Step, TemplateStep, UploadStep
+from backend.provision.run_events import (
     Event,
     Outcome,
     RunFinished,
@@ -40,11 +41,10 @@ from backend.provision.events import (
     StepSkipped,
     StepStarted,
 )
-from backend.provision.known_hosts import HostKeyError, KnownHosts
-from backend.provision.playbook import CheckStep, Playbook, RunStep, Step, TemplateStep, UploadStep
 from backend.provision.runs import OutputTail, RunLog, StepRecord
 from backend.provision.ssh import CommandResult, SshConnection, SshError, SshTarget
 from backend.provision.template import Template, Value
+from backend.runtime.clock import now_us
 
 log = logging.getLogger(__name__)
 

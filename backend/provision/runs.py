@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.clock import now_us
-from backend.provision.events import Outcome
+from backend.provision.run_events import Outcome
 from backend.provision.tables import ProvisionRun, ProvisionStep
 from backend.provision.template import Value
+from backend.runtime.clock import now_us
 
 # What is kept of one step's output: its end, where the error usually is.
 OUTPUT_LIMIT_BYTES = 64 * 1024

@@ -22,10 +22,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.api.provision_wire import HostKeyOut, OffersOut, ProvisionRequest, RunOut
 from backend.catalogue import Catalogue
-from backend.clock import now_us
-from backend.events import EventLog
 from backend.fleet.providers import PROVIDERS, ProviderError, provider, ssh_public_key
 from backend.fleet.providers.errors import label
 from backend.fleet.registry import Fleet, FleetError
@@ -41,7 +38,10 @@ from backend.provision.runner import PlaybookRunner
 from backend.provision.teardown_job import TeardownJob
 from backend.provision.variables import VariablesError, check_extra
 from backend.provision.wheel import WheelError, WheelSource
+from backend.runtime.clock import now_us
+from backend.runtime.event_log import EventLog
 from backend.settings import Settings
+from backend.wire.provision import HostKeyOut, OffersOut, ProvisionRequest, RunOut
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.api.errors import ApiError
 from backend.catalogue import ModelEntry
+from backend.wire.errors import ApiError
 
 PROMPT_BYTES_PER_TOKEN = 4
 PROMPT_BYTES_PER_TOKEN_MAX = 32

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from backend.api.errors import error_bytes
+from backend.wire.errors import error_bytes
 
 _decode = msgspec.json.Decoder().decode
 _CODES = {400: "invalid_value", 404: "not_found", 408: "timeout", 413: "request_too_large",

@@ -15,10 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
-from backend.api.errors import ApiError, error_bytes
 from backend.clients.service import ClientDirectory, KeyInfo
-from backend.clock import now_us
-from backend.events import EventLog
 from backend.fleet.models import ModelBook
 from backend.fleet.registry import Fleet, Replica
 from backend.ledger import chart
@@ -31,7 +28,10 @@ from backend.routing import validation
 from backend.routing.context_fit import context_fit
 from backend.routing.engine_errors import engine_error
 from backend.routing.limits import RateLimiter
-from backend.routing.wire import ClientRequest, TokenUsage, decode_any, decode_usage, encode
+from backend.runtime.clock import now_us
+from backend.runtime.event_log import EventLog
+from backend.wire.client_request import ClientRequest, TokenUsage, decode_any, decode_usage, encode
+from backend.wire.errors import ApiError, error_bytes
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,15 @@ import re
 import msgspec
 from msgspec import UNSET
 
-from backend.api.errors import ApiError
-from backend.routing.wire import ROLES, ChatRequest, ClientRequest, CompletionRequest, decode_chat, decode_completion
+from backend.wire.client_request import (
+    ROLES,
+    ChatRequest,
+    ClientRequest,
+    CompletionRequest,
+    decode_chat,
+    decode_completion,
+)
+from backend.wire.errors import ApiError
 
 # Deeper than any real request (a tool's JSON schema nested 25 levels is still well inside), and far
 # below the interpreter's recursion limit, which msgspec's decoder (and the engine's) would hit.

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from backend.api.admin_wire import KeyOut
+from backend.wire.admin import KeyOut
 from console.money import parse_amount, usd
 from console.views.base import TableView, fill_table
 from console.widgets.pick import PickScreen

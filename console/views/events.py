@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from backend.api.admin_wire import EventOut
+from backend.wire.admin import EventOut
 from console.views.base import TableView
 
 KEEP = 2000  # rows kept in memory; older ones scroll away

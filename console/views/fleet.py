@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from backend.api.admin_wire import HostOut, UsageOut
+from backend.wire.admin import HostOut, UsageOut
 from console.money import usd
 from console.views.base import TableView
 from console.widgets.table import plain

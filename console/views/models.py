@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from backend.api.admin_wire import HostOut, ModelOut, ModelRatesOut
+from backend.wire.admin import HostOut, ModelOut, ModelRatesOut
 from console.figures import NA, margin, ms, per_hour, rate, share
 from console.money import usd
 from console.views.base import TableView

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from backend.api.admin_wire import MetricsOut, WindowOut
+from backend.wire.admin import MetricsOut, WindowOut
 from console.figures import NA, ms, pct, rate
 from console.money import usd
 from console.views.base import View

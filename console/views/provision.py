@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Log, Static
 
-from backend.api.provision_wire import JobOut, OfferOut
+from backend.wire.provision import JobOut, OfferOut
 from console.figures import NA, per_hour
 from console.money import usd
 from console.views.base import TableView

@@ -1,5 +1,5 @@
 """A real backend (router, ledger, admin API over HTTP) holding a deterministic day
-(backend.sim.demo_seed) with its clock fixed, served from a thread of its own so that a
+(backend.localfleet.demo_seed) with its clock fixed, served from a thread of its own so that a
 synchronous snapshot test can point the console's real admin client at it.
 
 It listens on a Unix socket, so the URL in the console's header is the same on every run (a TCP
@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 
 from backend.app import Services, create_app
-from backend.clock import set_fixed_clock
+from backend.localfleet.demo_seed import DEMO_NOW_US, seed_demo
+from backend.runtime.clock import set_fixed_clock
 from backend.server import uvicorn_server
 from backend.settings import Settings
-from backend.sim.demo_seed import DEMO_NOW_US, seed_demo
 from console.client import AdminClient
 
 __all__ = ["DEMO_NOW_US", "URL", "seeded_backend"]

@@ -15,7 +15,7 @@ import pytest
 
 from hostkit import vllm_process
 from hostkit.config import AgentConfig
-from hostkit.sim_engine import SimEngine, SimTiming, start_sim_engine
+from hostkit.sim.engine import SimEngine, SimTiming, start_sim_engine
 from tests.hostkit.fake_router import TOKEN, FakeRouter
 
 MODELS = ["alpha-8b", "beta-70b"]

@@ -29,7 +29,7 @@ import ssl
 import sys
 from pathlib import Path
 
-from hostkit.sim_engine import SimTiming, start_sim_engine
+from hostkit.sim.engine import SimTiming, start_sim_engine
 
 
 def _take_crash(state: Path) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from hostkit.agent import Agent
 from hostkit.config import AgentConfig
 from hostkit.protocol import Register
-from hostkit.sim_engine import SimTiming
+from hostkit.sim.engine import SimTiming
 from tests.hostkit.conftest import MODELS, eventually
 from tests.hostkit.fake_router import TOKEN, FakeRouter
 

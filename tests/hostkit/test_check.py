@@ -18,7 +18,7 @@ from hostkit.decode_speed import measure_decode_speed
 from hostkit.engine_spec import EngineSpec
 from hostkit.nvml import HostGpus, NvmlReader
 from hostkit.router_client import RouterClient
-from hostkit.sim_engine import SimEngine, SimTiming, start_sim_engine
+from hostkit.sim.engine import SimEngine, SimTiming, start_sim_engine
 from tests.hostkit.fake_nvml import FakeGpu, fake_pynvml
 from tests.hostkit.fake_router import TOKEN, FakeRouter
 from tests.ports import free_port

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from hostkit.prometheus import parse_engine_metrics
-from hostkit.sim_engine import SimEngine, SimTiming, start_sim_engine
+from hostkit.sim.engine import SimEngine, SimTiming, start_sim_engine
 from tests.hostkit.conftest import MODELS, eventually
 
 CHAT = {"model": MODELS[0], "messages": [{"role": "user", "content": "hello"}], "max_tokens": 10}

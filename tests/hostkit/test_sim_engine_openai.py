@@ -11,8 +11,8 @@ import openai
 import pytest
 
 from hostkit.prometheus import parse_engine_metrics
-from hostkit.sim_engine import SimEngine
-from hostkit.sim_text import decode_token_ids
+from hostkit.sim.engine import SimEngine
+from hostkit.sim.text import decode_token_ids
 from tests.hostkit.conftest import MODELS
 
 TEN_WORDS = "one two three four five six seven eight nine ten"

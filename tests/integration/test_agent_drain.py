@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from hostkit.agent import Agent
 from hostkit.config import AgentConfig
-from hostkit.sim_engine import SimTiming
+from hostkit.sim.engine import SimTiming
 from tests.integration.test_failover import SLOW, one
 from tests.router_harness import router_settings, running_router
 

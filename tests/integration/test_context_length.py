@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from hostkit.agent import Agent
 from hostkit.config import AgentConfig
-from hostkit.sim_engine import SimTiming
+from hostkit.sim.engine import SimTiming
 from tests.router_harness import router_settings, running_router
 
 MODEL = "llama-3.1-8b-instruct"  # 131072 in the catalogue

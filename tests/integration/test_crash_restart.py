@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from backend.ledger.db import make_engine
+from backend.db.engine import make_engine
 from backend.ledger.queries import check_invariants
 from tests.integration.test_serve_local import children_of
 from tests.ports import quiet_port

@@ -15,7 +15,7 @@ import pytest
 from backend.fleet.registry import PLAIN_ENGINE_HEADERS, Fleet
 from hostkit.agent import Agent
 from hostkit.config import AgentConfig
-from hostkit.sim_engine import SimTiming, start_sim_engine
+from hostkit.sim.engine import SimTiming, start_sim_engine
 from tests.router_harness import FAST, Router, router_settings, running_router
 
 MODEL = "llama-3.1-8b-instruct"

@@ -15,7 +15,7 @@ import pytest
 from hostkit.agent import Agent
 from hostkit.config import AgentConfig
 from hostkit.engine_tls import ensure_engine_cert
-from hostkit.sim_engine import SimTiming, start_sim_engine
+from hostkit.sim.engine import SimTiming, start_sim_engine
 from tests.integration.test_engine_keys import CHAT, MODEL, until
 from tests.router_harness import FAST, Router, router_settings, running_router
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from backend.ledger.queries import check_invariants
-from hostkit.sim_engine import SimTiming
+from hostkit.sim.engine import SimTiming
 from tests.router_harness import router_settings, running_router
 
 MODEL = "llama-3.1-8b-instruct"

@@ -17,7 +17,7 @@ from backend.ledger.queries import check_invariants
 from hostkit import protocol
 from hostkit.agent import Agent
 from hostkit.config import AgentConfig
-from hostkit.sim_engine import SimTiming, start_sim_engine
+from hostkit.sim.engine import SimTiming, start_sim_engine
 from tests.router_harness import FAST, Router, SimHost, router_settings, running_router
 
 MODEL = "llama-3.1-8b-instruct"

@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from backend.metrics.gpu_cost import GpuCostMeter
-from hostkit.sim_engine import start_sim_engine
+from hostkit.sim.engine import start_sim_engine
 from tests.router_harness import FAST, SimHost, router_settings, running_router
 
 MODEL = "qwen2.5-0.5b-instruct"

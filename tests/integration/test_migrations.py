@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import backend.tables  # noqa: F401
-from backend.ledger.db import current_revision, make_engine, migrate
+from backend.db.engine import current_revision, make_engine, migrate
 
 HEAD = "0005"
 
@@ -38,7 +38,7 @@ async def test_downgrade_removes_everything(db_url):
         await migrate(eng)
         from alembic import command
 
-        from backend.ledger.db import alembic_config
+        from backend.db.engine import alembic_config
 
         async with eng.connect() as conn:
             await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), "base"))

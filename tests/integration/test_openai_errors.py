@@ -8,11 +8,11 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from backend.clock import now_us
 from backend.ledger.tables import UsageEvent
 from backend.metrics.live import MINUTE_US
 from backend.routing.engine_errors import engine_error
-from hostkit.sim_engine import SimTiming
+from backend.runtime.clock import now_us
+from hostkit.sim.engine import SimTiming
 from tests.router_harness import router_settings, running_router
 
 MODEL = "llama-3.1-8b-instruct"

@@ -10,9 +10,9 @@ import httpx
 import openai
 import pytest
 
-from backend.clock import now_us
 from backend.metrics.live import MINUTE_US
 from backend.routing.validation import MAX_JSON_DEPTH, too_deep
+from backend.runtime.clock import now_us
 from tests.router_harness import router_settings, running_router
 
 MODEL = "llama-3.1-8b-instruct"

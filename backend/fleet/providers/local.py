@@ -2,7 +2,7 @@
 
 Offers are the catalogue's, at catalogue prices, so planning and the profit simulation see the
 same prices the operator would rent at. create() and destroy() only keep the books: the local
-fleet (backend/sim) starts and stops the simulated host processes itself, so an instance has no
+fleet (backend/localfleet) starts and stops the simulated host processes itself, so an instance has no
 SSH address. Records live in memory; the fleet registry keeps the durable ones.
 """
 

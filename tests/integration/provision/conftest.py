@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.ledger.db import make_engine, migrate_blocking
+from backend.db.engine import make_engine, migrate_blocking
 from backend.provision.known_hosts import KnownHosts, entry_name
 from backend.provision.runner import PlaybookRunner
 from backend.provision.ssh import SshTarget

@@ -18,8 +18,8 @@ import openai
 import pytest
 from sqlalchemy import text
 
-from backend.provision.events import StepFailed, StepFinished, StepOutput, StepSkipped
 from backend.provision.playbook import load_named
+from backend.provision.run_events import StepFailed, StepFinished, StepOutput, StepSkipped
 from hostkit.engine_tls import ensure_engine_cert
 from tests.ports import free_port
 from tests.router_harness import router_settings, running_router

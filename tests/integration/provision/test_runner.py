@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.provision.events import (
+from backend.provision.playbook import Playbook, VariableError, load_playbook
+from backend.provision.run_events import (
     RunFinished,
     RunStarted,
     StepFailed,
@@ -22,7 +23,6 @@ from backend.provision.events import (
     StepSkipped,
     StepStarted,
 )
-from backend.provision.playbook import Playbook, VariableError, load_playbook
 from backend.provision.runner import PlaybookRunner
 
 

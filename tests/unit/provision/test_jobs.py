@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from backend.provision.events import StepFailed, StepOutput
 from backend.provision.jobs import MAX_EVENTS, MAX_JOBS, JobBook
+from backend.provision.run_events import StepFailed, StepOutput
 
 
 def test_events_are_numbered_bounded_and_read_after_a_sequence_number():

@@ -3,8 +3,8 @@
 The embedded demo, the tests and the benchmarks run it instead of vLLM when there is no GPU. To an
 OpenAI client or to the router it looks like vLLM: /v1/models, /v1/chat/completions,
 /v1/completions (streaming and not, vLLM's JSON shapes), /health and /metrics (vLLM's names).
-Text and token counts are deterministic (see hostkit.sim_text); time follows `SimTiming`.
-It honours what vLLM honours (hostkit/openai_shapes.py): stop strings, logprobs, echo,
+Text and token counts are deterministic (see hostkit.sim.text); time follows `SimTiming`.
+It honours what vLLM honours (hostkit/sim/openai_shapes.py): stop strings, logprobs, echo,
 response_format, tools with a named tool_choice, token-id prompts, max_model_len.
 
 Timing model, per model (each model behaves like its own vLLM instance):
@@ -45,10 +45,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field
 
-from hostkit import openai_shapes as oai
-from hostkit import sim_metrics
-from hostkit.sim_output import TEXT, ChoicePlan, Shape, plan_choice
-from hostkit.sim_text import (
+from hostkit.sim import metrics as sim_metrics
+from hostkit.sim import openai_shapes as oai
+from hostkit.sim.output import TEXT, ChoicePlan, Shape, plan_choice
+from hostkit.sim.text import (
     count_chat_prompt_tokens,
     count_completion_prompt_tokens,
     decode_token_ids,

@@ -1,6 +1,6 @@
 """Synthetic client traffic for the embedded demo: OpenAI-style requests at a steady rate.
 
-Runs as its own process (`python -m backend.sim.traffic`) so that the router's event loop
+Runs as its own process (`python -m backend.localfleet.traffic`) so that the router's event loop
 only routes. Keys come in the environment (TOKENMILL_SIM_KEYS, comma-separated), never on the
 command line where `ps` would show them.
 """

@@ -7,7 +7,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from backend.clock import now_us
+from backend.runtime.clock import now_us
 
 log = logging.getLogger("tokenmill.events")
 

@@ -7,8 +7,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hostkit.sim_structured import json_text
-from hostkit.sim_text import TokenLogprob, cut_at_stop, generate_tokens, json_tokens, prompt_tokens, token_logprobs
+from hostkit.sim.structured import json_text
+from hostkit.sim.text import TokenLogprob, cut_at_stop, generate_tokens, json_tokens, prompt_tokens, token_logprobs
 
 
 @dataclass(frozen=True, slots=True)

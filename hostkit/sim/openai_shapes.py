@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 
-from hostkit.sim_text import TokenLogprob
+from hostkit.sim.text import TokenLogprob
 
 if TYPE_CHECKING:
-    from hostkit.sim_output import ChoicePlan
+    from hostkit.sim.output import ChoicePlan
 
 _json = msgspec.json.Encoder()
 T = TypeVar("T")

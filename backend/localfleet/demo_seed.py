@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import random
 
-from backend.clock import set_fixed_clock
 from backend.ledger import chart
 from backend.ledger.service import Usage
 from backend.metrics.restore import restore
 from backend.money import parse_usd
+from backend.runtime.clock import set_fixed_clock
 from hostkit import protocol
 
 DEMO_NOW_US = 1_795_618_800_000_000  # 2026-11-25 15:00:00 UTC

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.app import Services
-from backend.clock import now_us
 from backend.private_files import open_private, private_dir
+from backend.runtime.clock import now_us
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class LocalFleet:
         self._save_tokens(tokens)
         keys = await self._demo_clients()
         if self.settings.local_traffic_rps > 0:
-            await self._spawn([sys.executable, "-m", "backend.sim.traffic", "--url", self.router_url,
+            await self._spawn([sys.executable, "-m", "backend.localfleet.traffic", "--url", self.router_url,
                                "--rate", str(self.settings.local_traffic_rps)], "traffic",
                               {"TOKENMILL_SIM_KEYS": ",".join(keys)})
         self._topup = asyncio.create_task(self._keep_demo_funded(), name="local-topup")

@@ -1,4 +1,4 @@
-"""Alembic environment: always handed a live connection by backend.ledger.db.migrate."""
+"""Alembic environment: always handed a live connection by backend.db.engine.migrate."""
 
 from alembic import context
 from sqlmodel import SQLModel

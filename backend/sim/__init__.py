@@ -1,1 +1,0 @@
-"""Simulation: the embedded local fleet, synthetic client traffic, demand and profit models."""

@@ -1,0 +1,1 @@
+"""The simulated inference engine: vLLM's OpenAI-compatible surface without a GPU."""
