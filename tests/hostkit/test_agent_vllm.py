@@ -44,6 +44,9 @@ async def test_reports_gpus_and_a_passing_check_once_the_engine_is_healthy(agent
     assert beat.models[0].engine == "vllm" and beat.models[0].ready
     assert beat.models[0].max_model_len == 4096  # read from the engine's /v1/models (the spec launched it so)
     assert beat.gpus[0].processes[0].pid == 4242 and beat.gpus[0].memory_used_mib == 1024
+    # The supervisor polls /health on its own schedule (the heartbeat's probe and the check may see the
+    # engine healthy first, on a loaded machine by a whole poll): its state follows within a poll.
+    await eventually(lambda: agent.status().engines[MODEL].startswith("healthy"), 10, "the supervisor sees it healthy")
     status = agent.status()
     assert status.checks == [check] and status.engines[MODEL].startswith("healthy")
     assert any("launched (pid" in e for e in status.engine_events)
