@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from litestar import Litestar
 from litestar.exceptions import HTTPException
@@ -29,10 +29,14 @@ from backend.metrics.restore import restore
 from backend.money import format_usd
 from backend.pricing.quote import Pricer
 from backend.provision.service import Provisioner
+from backend.routing.forwarder import Forwarder
 from backend.routing.limits import RateLimiter
 from backend.routing.proxy import Proxy
-from backend.runtime.clock import now_us
+from backend.routing.transports import AiohttpTransport
+from backend.runtime.bus import EventBus, log_sink
+from backend.runtime.clock import REAL_CLOCK, Clock, RealClock
 from backend.runtime.event_log import EventLog
+from backend.runtime.supervisor import Supervisor
 from backend.settings import Settings
 from backend.wire.errors import ApiError
 
@@ -56,54 +60,73 @@ class Services:
     provisioner: Provisioner
     started_us: int = 0
     simulated: bool = False  # set by `serve --local`
+    clock: Clock = REAL_CLOCK  # every service reads time through it (a VirtualClock in simulations)
+    # Sends requests to replicas: the proxy's paying ones, and unbilled ones (canaries). Set by start().
+    forwarder: Forwarder | None = None
+    # Runs every background loop (GET /admin/loops shows them). Set by start().
+    supervisor: Supervisor = field(default_factory=Supervisor)
 
     @classmethod
-    async def start(cls, settings: Settings, catalogue: Catalogue | None = None) -> Services:
+    async def start(cls, settings: Settings, catalogue: Catalogue | None = None,
+                    clock: Clock | None = None) -> Services:
+        clock = clock or RealClock()
         engine = make_engine(settings.db_url, synchronous=settings.sqlite_synchronous)
         await migrate(engine)
         catalogue = catalogue or load_catalogue(settings.catalogue_dir)
-        events = EventLog()
+        bus = EventBus(clock)  # services publish on it; the operator's ring and the log file subscribe
+        bus.attach("log", log_sink)
+        events = EventLog(bus=bus)
+        supervisor = Supervisor(clock, bus, engine)  # services register their loops; started below
         ledger = Ledger(engine, synchronous=settings.sqlite_synchronous, max_batch=settings.ledger_max_batch,
-                        default_hold_ttl_us=settings.hold_ttl_s * 1_000_000)
+                        default_hold_ttl_us=settings.hold_ttl_s * 1_000_000, clock=clock, supervisor=supervisor)
         await ledger.start()
-        await _void_holds_left_open(ledger, events)
-        clients = ClientDirectory(engine, ledger)
+        await _void_holds_left_open(ledger, bus)
+        clients = ClientDirectory(engine, ledger, clock, events=bus)
         await clients.load()
-        fleet = Fleet(engine, ledger, events, heartbeat_interval_s=settings.heartbeat_interval_s)
+        fleet = Fleet(engine, ledger, bus, heartbeat_interval_s=settings.heartbeat_interval_s, clock=clock,
+                      supervisor=supervisor)
         await fleet.load()
         fleet.start()
-        models = ModelBook(engine, catalogue, events)
+        models = ModelBook(engine, catalogue, bus, clock)
         await models.load()
         pricer = Pricer()
         live = LiveMetrics()
-        replayed = await restore(engine, live, now_us())
+        replayed = await restore(engine, live, clock.now_us())
         log.info("replayed %d usage events of the last hour into the live metrics", replayed)
-        meter = GpuCostMeter(engine, fleet)
+        meter = GpuCostMeter(engine, fleet, clock=clock, supervisor=supervisor)
         meter.start()
-        proxy = Proxy(ledger=ledger, clients=clients, fleet=fleet, models=models, pricer=pricer, events=events,
-                      limiter=RateLimiter(settings.key_rate_limit_rps, settings.key_rate_limit_burst),
-                      max_body_bytes=settings.max_body_bytes,
-                      connect_timeout_s=settings.upstream_connect_timeout_s,
-                      read_timeout_s=settings.upstream_read_timeout_s, metrics=live)
-        await proxy.start()
+        forwarder = Forwarder(fleet, AiohttpTransport(connect_timeout_s=settings.upstream_connect_timeout_s,
+                                                      read_timeout_s=settings.upstream_read_timeout_s))
+        await forwarder.start()
+        proxy = Proxy(ledger=ledger, clients=clients, fleet=fleet, models=models, pricer=pricer, events=bus,
+                      limiter=RateLimiter(settings.key_rate_limit_rps, settings.key_rate_limit_burst, clock),
+                      max_body_bytes=settings.max_body_bytes, forwarder=forwarder, metrics=live)
         metrics = MetricsReport(live, meter, fleet, engine)
-        provisioner = Provisioner(settings, engine, catalogue, fleet, events, metrics)
+        provisioner = Provisioner(settings, engine, catalogue, fleet, bus, metrics)
         await provisioner.start()
-        events.add("backend.started", "tokenmill", f"tokenmill {__version__} serving")
+        supervisor.start()  # the loops registered above, each after those it needs
+        bus.add("backend.started", "tokenmill", f"tokenmill {__version__} serving")
         return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
-                   settings.ensure_admin_token(), metrics, provisioner, now_us())
+                   settings.ensure_admin_token(), metrics, provisioner, clock.now_us(), forwarder=forwarder,
+                   clock=clock, supervisor=supervisor)
+
+    @property
+    def bus(self) -> EventBus:
+        """Where services publish their events; `events` is the ring of the last ones."""
+        return self.events.bus
 
     async def close(self) -> None:
         # Provisioning jobs first: a cancelled one destroys what it rented, through the fleet and database.
         await self.provisioner.close()
-        await self.proxy.close()
+        await self.proxy.forwarder.close()
+        await self.supervisor.stop()  # every loop, in the reverse of their start order
         await self.metrics.meter.close()
         await self.fleet.close()
         await self.ledger.close()
         await self.engine.dispose()
 
 
-async def _void_holds_left_open(ledger: Ledger, events: EventLog) -> None:
+async def _void_holds_left_open(ledger: Ledger, events: EventBus) -> None:
     """Before any request: the holds open now belong to requests of a previous run that died with
     it (a crash, kill -9); their credit is released now, not when the holds expire."""
     try:

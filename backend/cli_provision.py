@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
-from typing import Any
-
-import httpx
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from backend.money import format_usd
+from backend.runtime.clock import REAL_CLOCK, Clock
+from backend.wire.admin_client import AdminError, BackendUnavailable, BlockingAdminClient
+from backend.wire.provision import HostKeyOut, JobEventOut, JobOut, OfferOut, OffersOut
+
+T = TypeVar("T")
 
 POLL_S = 0.5
 TERMINAL = ("succeeded", "failed")
@@ -28,34 +30,18 @@ class CliError(Exception):
     """Ends the command with exit status 1 and this message."""
 
 
-class AdminApi:
-    """The few admin API calls these commands make (synchronous: a command does one thing at a time)."""
+class AdminApi(BlockingAdminClient):
+    """The shared typed admin client (backend/wire/admin_client.py), run synchronously: a command does
+    one thing at a time. Its errors become CliError, worded for the operator."""
 
-    def __init__(self, url: str, token: str, *, timeout_s: float = 60.0) -> None:
-        self.url = url.rstrip("/")
-        # The token goes in this client's header only: never printed, never in a URL.
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers={"Authorization": f"Bearer {token}"})
-
-    def close(self) -> None:
-        self._http.close()
-
-    def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def run(self, call: Coroutine[Any, Any, T]) -> T:
         try:
-            r = self._http.request(method, "/admin" + path, json=json, params=params)
-        except httpx.TransportError as exc:
-            raise CliError(f"no tokenmill backend answers at {self.url} ({type(exc).__name__}): start one with "
+            return super().run(call)
+        except BackendUnavailable as exc:
+            raise CliError(f"no tokenmill backend answers at {exc.url} ({exc.reason}): start one with "
                            "`tokenmill serve`, or give its address with --url") from None
-        if r.status_code >= 400:
-            raise CliError(_message(r))
-        return r.json()
-
-
-def _message(r: httpx.Response) -> str:
-    try:
-        err = r.json()["error"]
-        return f"{err['message']} ({r.status_code}{', ' + err['code'] if err.get('code') else ''})"
-    except (ValueError, KeyError, TypeError):
-        return f"the backend answered {r.status_code}: {r.text[:200]}"
+        except AdminError as exc:
+            raise CliError(f"{exc.message} ({exc.status}{', ' + exc.code if exc.code else ''})") from None
 
 
 def _api(settings: Any, args: argparse.Namespace) -> AdminApi:
@@ -75,93 +61,90 @@ def _usd(nano: int | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------- offers
-def print_offers(out: dict[str, Any]) -> None:
-    print(f"{out['model']} at {out['quantization']}: needs {out['vram_needed_gb']:g} GB of GPU memory")
+def print_offers(out: OffersOut) -> None:
+    print(f"{out.model} at {out.quantization}: needs {out.vram_needed_gb:g} GB of GPU memory")
     rows = [("provider", "offer", "gpu", "memory", "$/h", "kind", "region", "profit/h")]
-    for o in out["offers"]:
-        rows.append((o["provider"], o["offer_id"], f"{o['gpu_name']} x{o['gpu_count']}",
-                     f"{o['vram_gb'] * o['gpu_count']:g} GB", _usd(o["price_per_hour_nano"]), o["kind"],
-                     o["region"] or "", _usd(o["expected_profit_per_h_nano"])))
+    for o in out.offers:
+        rows.append((o.provider, o.offer_id, f"{o.gpu_name} x{o.gpu_count}", f"{o.vram_gb * o.gpu_count:g} GB",
+                     _usd(o.price_per_hour_nano), o.kind, o.region or "", _usd(o.expected_profit_per_h_nano)))
     if len(rows) == 1:
         print("no offer fits")
     else:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    for line in out["unavailable"]:
+    for line in out.unavailable:
         print(f"unavailable: {line}")
 
 
 def cmd_offers(settings: Any, args: argparse.Namespace) -> int:
-    api = _api(settings, args)
+    admin = _api(settings, args)
     try:
-        params = {k: v for k, v in (("model", args.model), ("gpu", args.gpu), ("provider", args.provider)) if v}
-        print_offers(api.call("GET", "/offers", params=params))
+        print_offers(admin.run(admin.api.offers(args.model, gpu=args.gpu or None, provider=args.provider or None)))
         return 0
     finally:
-        api.close()
+        admin.close()
 
 
 # ---------------------------------------------------------------------------------------- jobs
-def print_event(e: dict[str, Any]) -> None:
-    mark = _MARKS.get(e["kind"], e["kind"])
-    print(f"{mark} {e['text']}", flush=True)
+def print_event(e: JobEventOut) -> None:
+    mark = _MARKS.get(e.kind, e.kind)
+    print(f"{mark} {e.text}", flush=True)
 
 
 def _same_fingerprint(a: str, b: str) -> bool:
     return a.strip().removeprefix("SHA256:") == b.strip().removeprefix("SHA256:")
 
 
-def follow(api: AdminApi, job: dict[str, Any], *, accept_key: str | None, ask: Callable[[str], str] | None,
-           sleep: Callable[[float], None] = time.sleep) -> int:
+def follow(admin: AdminApi, job: JobOut, *, accept_key: str | None, ask: Callable[[str], str] | None,
+           clock: Clock = REAL_CLOCK) -> int:
     """Print the job's events as they come until it ends; 0 if it succeeded. A host key waiting for
     confirmation is confirmed when it matches --accept-host-key, or when the operator says so
     (`ask`; None when nobody can be asked). A key refused here cancels the job."""
     after = 0
     handled: set[str] = set()
-    print(f"job {job['id']} ({job['kind']}) started", flush=True)
+    print(f"job {job.id} ({job.kind}) started", flush=True)
     while True:
-        job = api.call("GET", f"/jobs/{job['id']}", params={"after": after})
-        for event in job["events"]:
+        job = admin.run(admin.api.job(job.id, after=after))
+        for event in job.events:
             print_event(event)
-            after = event["seq"]
-        key = job.get("host_key")
-        if job["state"] == "waiting_host_key" and key and key["fingerprint"] not in handled:
-            handled.add(key["fingerprint"])
-            _host_key(api, job, key, accept_key, ask)
-        if job["state"] in TERMINAL:
-            if job["state"] == "succeeded":
+            after = event.seq
+        key = job.host_key
+        if job.state == "waiting_host_key" and key and key.fingerprint not in handled:
+            handled.add(key.fingerprint)
+            _host_key(admin, job, key, accept_key, ask)
+        if job.state in TERMINAL:
+            if job.state == "succeeded":
                 return 0
-            print(f"tokenmill: job {job['id']} failed", file=sys.stderr)
+            print(f"tokenmill: job {job.id} failed", file=sys.stderr)
             return 1
-        sleep(POLL_S)
+        admin.run(clock.sleep(POLL_S))
 
 
-def _host_key(api: AdminApi, job: dict[str, Any], key: dict[str, Any], accept_key: str | None,
+def _host_key(admin: AdminApi, job: JobOut, key: HostKeyOut, accept_key: str | None,
               ask: Callable[[str], str] | None) -> None:
-    where, fp = f"{key['host']}:{key['port']}", key["fingerprint"]
-    body = {"host": key["host"], "port": key["port"], "fingerprint": fp}
+    where, fp = f"{key.host}:{key.port}", key.fingerprint
     if accept_key is not None:
         if _same_fingerprint(accept_key, fp):
-            api.call("POST", "/host-keys/confirm", json=body)
-            print(f"?? confirmed {key['key_type']} {fp} for {where} (--accept-host-key)", flush=True)
+            admin.run(admin.api.confirm_host_key(key.host, key.port, fp))
+            print(f"?? confirmed {key.key_type} {fp} for {where} (--accept-host-key)", flush=True)
             return
-        print(f"tokenmill: {where} presented {key['key_type']} {fp}, not the {accept_key} given with "
+        print(f"tokenmill: {where} presented {key.key_type} {fp}, not the {accept_key} given with "
               "--accept-host-key: refusing it and cancelling the job", file=sys.stderr, flush=True)
-        api.call("POST", f"/jobs/{job['id']}/cancel")
+        admin.run(admin.api.cancel_job(job.id))
         return
     if ask is None:
-        print(f"?? waiting for someone to confirm {fp} for {where}: `tokenmill host-keys confirm {key['host']} "
-              f"{key['port']} {fp}`, the console, or --accept-host-key next time", flush=True)
+        print(f"?? waiting for someone to confirm {fp} for {where}: `tokenmill host-keys confirm {key.host} "
+              f"{key.port} {fp}`, the console, or --accept-host-key next time", flush=True)
         return
-    print(f"?? {where} presented the host key {key['key_type']} {fp}.\n"
+    print(f"?? {where} presented the host key {key.key_type} {fp}.\n"
           "   Compare it with the machine's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub on it, or the "
           "provider's console).", flush=True)
     if _confirm("   Trust this key?", ask):
-        api.call("POST", "/host-keys/confirm", json=body)
+        admin.run(admin.api.confirm_host_key(key.host, key.port, fp))
     else:
         print("not trusted: cancelling the job (it removes what it set up)", flush=True)
-        api.call("POST", f"/jobs/{job['id']}/cancel")
+        admin.run(admin.api.cancel_job(job.id))
 
 
 def _asker(args: argparse.Namespace) -> Callable[[str], str] | None:
@@ -169,91 +152,88 @@ def _asker(args: argparse.Namespace) -> Callable[[str], str] | None:
     return input if sys.stdin.isatty() else None
 
 
-def _follow_or_detach(api: AdminApi, job: dict[str, Any], args: argparse.Namespace) -> int:
+def _follow_or_detach(admin: AdminApi, job: JobOut, args: argparse.Namespace) -> int:
     try:
-        return follow(api, job, accept_key=getattr(args, "accept_host_key", None), ask=_asker(args))
+        return follow(admin, job, accept_key=getattr(args, "accept_host_key", None), ask=_asker(args))
     except KeyboardInterrupt:
-        print(f"\nstopped following; job {job['id']} goes on in the backend (the console's Provision view shows "
-              f"it; POST /admin/jobs/{job['id']}/cancel stops it)", file=sys.stderr)
+        print(f"\nstopped following; job {job.id} goes on in the backend (the console's Provision view shows "
+              f"it; POST /admin/jobs/{job.id}/cancel stops it)", file=sys.stderr)
         return 130
 
 
 # ---------------------------------------------------------------------------------------- provision
 def cmd_provision(settings: Any, args: argparse.Namespace) -> int:
-    api = _api(settings, args)
+    admin = _api(settings, args)
     try:
-        body: dict[str, Any] = {"model": args.model, "provider": args.provider, "engine": args.engine}
-        for field, value in (("gpu", args.gpu), ("name", args.name)):
-            if value:
-                body[field] = value
+        request: dict[str, Any] = {"model": args.model, "provider": args.provider, "engine": args.engine,
+                                   "gpu": args.gpu or None, "name": args.name or None}
         if args.provider == "ssh":
             if not args.ssh_host:
                 raise CliError("--provider ssh needs --ssh-host (and --ssh-port, --ssh-user if not 22 and root)")
-            body.update(ssh_host=args.ssh_host, ssh_port=args.ssh_port, ssh_user=args.ssh_user,
-                        gpu_count=args.gpu_count)
+            request.update(ssh_host=args.ssh_host, ssh_port=args.ssh_port, ssh_user=args.ssh_user,
+                           gpu_count=args.gpu_count)
             print(f"{args.ssh_user}@{args.ssh_host}:{args.ssh_port}: your machine, nothing is rented; it will serve "
                   f"{args.model} with engine {args.engine}")
         else:
-            offer = _choose_offer(api, args)
-            body["offer_id"] = offer["offer_id"]
-            print(f"{offer['provider']} offer {offer['offer_id']}: {offer['gpu_name']} x{offer['gpu_count']}, "
-                  f"{format_usd(offer['price_per_hour_nano'])}/h ({offer['kind']}"
-                  f"{', ' + offer['region'] if offer['region'] else ''}); expected profit "
-                  f"{_usd(offer['expected_profit_per_h_nano'])}/h at current demand")
+            offer = _choose_offer(admin, args)
+            request["offer_id"] = offer.offer_id
+            print(f"{offer.provider} offer {offer.offer_id}: {offer.gpu_name} x{offer.gpu_count}, "
+                  f"{format_usd(offer.price_per_hour_nano)}/h ({offer.kind}"
+                  f"{', ' + offer.region if offer.region else ''}); expected profit "
+                  f"{_usd(offer.expected_profit_per_h_nano)}/h at current demand")
         if not args.yes and not _confirm("Go ahead?" if args.provider == "ssh" else "Rent it?", input):
             print("nothing done")
             return 1
-        job = api.call("POST", "/provision", json=body)
-        return _follow_or_detach(api, job, args)
+        job = admin.run(admin.api.provision(**request))
+        return _follow_or_detach(admin, job, args)
     finally:
-        api.close()
+        admin.close()
 
 
-def _choose_offer(api: AdminApi, args: argparse.Namespace) -> dict[str, Any]:
-    params = {"model": args.model, "provider": args.provider, **({"gpu": args.gpu} if args.gpu else {})}
-    out = api.call("GET", "/offers", params=params)
-    offers = out["offers"]
+def _choose_offer(admin: AdminApi, args: argparse.Namespace) -> OfferOut:
+    out = admin.run(admin.api.offers(args.model, gpu=args.gpu or None, provider=args.provider))
+    offers = out.offers
     if args.offer:
-        chosen = next((o for o in offers if o["offer_id"] == args.offer), None)
+        chosen = next((o for o in offers if o.offer_id == args.offer), None)
         if chosen is None:
             raise CliError(f"offer {args.offer} is not among the {len(offers)} offers of {args.provider} that fit "
                            f"{args.model} now (`tokenmill offers --model {args.model}` lists them)")
         return chosen
     if not offers:
-        why = "; ".join(out["unavailable"])
-        raise CliError(f"no {args.provider} offer fits {args.model} (needs {out['vram_needed_gb']:g} GB)"
+        why = "; ".join(out.unavailable)
+        raise CliError(f"no {args.provider} offer fits {args.model} (needs {out.vram_needed_gb:g} GB)"
                        + (f": {why}" if why else ""))
     return offers[0]
 
 
 # ---------------------------------------------------------------------------------------- teardown
 def cmd_teardown(settings: Any, args: argparse.Namespace) -> int:
-    api = _api(settings, args)
+    admin = _api(settings, args)
     try:
-        hosts = api.call("GET", "/hosts")
-        matches = [h for h in hosts if h["id"] == args.host] or [h for h in hosts if h["name"] == args.host
-                                                                  and h["status"] != "removed"]
+        hosts = admin.run(admin.api.hosts())
+        matches = [h for h in hosts if h.id == args.host] or [h for h in hosts if h.name == args.host
+                                                              and h.status != "removed"]
         if not matches:
             raise CliError(f"no host with id or name {args.host!r} (`tokenmill` console, Fleet view, lists them)")
         if len(matches) > 1:
-            ids = ", ".join(h["id"] for h in matches)
+            ids = ", ".join(h.id for h in matches)
             raise CliError(f"several hosts are called {args.host!r} ({ids}): give the id")
         host = matches[0]
-        print(f"{host['name']} ({host['id']}, {host['provider']}, {host['status']}, "
-              f"{host['outstanding']} requests in flight): drain it, remove its agent, destroy its rented "
+        print(f"{host.name} ({host.id}, {host.provider}, {host.status}, "
+              f"{host.outstanding} requests in flight): drain it, remove its agent, destroy its rented "
               "instance and remove it from the fleet")
         if not args.yes and not _confirm("Tear it down?", input):
             print("nothing done")
             return 1
-        job = api.call("POST", f"/hosts/{host['id']}/teardown")
-        return _follow_or_detach(api, job, args)
+        job = admin.run(admin.api.teardown(host.id))
+        return _follow_or_detach(admin, job, args)
     finally:
-        api.close()
+        admin.close()
 
 
 # ---------------------------------------------------------------------------------------- host keys
 def cmd_host_keys(settings: Any, args: argparse.Namespace) -> int:
-    api = _api(settings, args)
+    admin = _api(settings, args)
     try:
         if args.action == "confirm":
             if not (args.host and args.port and args.fingerprint):
@@ -262,18 +242,17 @@ def cmd_host_keys(settings: Any, args: argparse.Namespace) -> int:
                 port = int(args.port)
             except ValueError:
                 raise CliError(f"PORT must be a number, got {args.port!r}") from None
-            key = api.call("POST", "/host-keys/confirm",
-                           json={"host": args.host, "port": port, "fingerprint": args.fingerprint})
-            print(f"trusted {key['key_type']} {key['fingerprint']} for {key['host']}:{key['port']}")
+            key = admin.run(admin.api.confirm_host_key(args.host, port, args.fingerprint))
+            print(f"trusted {key.key_type} {key.fingerprint} for {key.host}:{key.port}")
             return 0
-        pending = api.call("GET", "/host-keys/pending")
+        pending = admin.run(admin.api.pending_host_keys())
         if not pending:
             print("no host key waits for confirmation")
         for k in pending:
-            print(f"{k['host']}:{k['port']}  {k['key_type']}  {k['fingerprint']}")
+            print(f"{k.host}:{k.port}  {k.key_type}  {k.fingerprint}")
         return 0
     finally:
-        api.close()
+        admin.close()
 
 
 # ---------------------------------------------------------------------------------------- parser

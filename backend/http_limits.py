@@ -209,7 +209,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm(self, delay: float, callback) -> None:
         self._cancel_timer()
-        self._timer = self.loop.call_later(delay, callback)
+        self._timer = self.loop.call_later(delay, callback)  # real I/O: a client connection's timeout
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -39,6 +39,14 @@ class _Server(uvicorn.Server):
     def capture_signals(self):
         yield
 
+    async def shutdown(self, sockets=None) -> None:
+        # uvicorn waits for every open response before it stops: end the live event streams
+        # (GET /admin/events/stream) first, or an attached console would hold the shutdown.
+        services = getattr(getattr(self.config.app, "state", None), "services", None)
+        if services is not None:
+            services.bus.close()
+        await super().shutdown(sockets)
+
 
 def uvicorn_server(app, *, log_level: str = "warning", limits: HttpLimits | None = None) -> uvicorn.Server:
     limits = limits or HttpLimits()
@@ -109,7 +117,7 @@ STOP_WITH_PARENT = "TOKENMILL_STOP_WITH_PARENT"
 async def _stop_with_parent(stop) -> None:
     parent = os.getppid()
     while os.getppid() == parent:  # noqa: ASYNC110 - no event tells us; poll once a second
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # real I/O: the operating system's process table
     log.info("the console that started this backend is gone; stopping")
     stop()
 

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = Field(default=3.0, gt=0)
     upstream_read_timeout_s: float = Field(default=120.0, gt=0, description="Longest silence from an engine.")
     heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    events_stream_s: float = Field(
+        default=300.0, gt=0, description="A live events stream (GET /admin/events/stream) ends after this long; "
+        "the console reconnects from the last event it saw, so a forgotten connection does not stay forever."
+    )
     catalogue_dir: Path | None = Field(
         default=None, description="Directory with models.toml and gpus.toml; empty = the shipped catalogues."
     )

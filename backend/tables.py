@@ -4,6 +4,7 @@ from backend.clients.tables import ApiKey, Client
 from backend.fleet.tables import Host, ModelSetting
 from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer, UsageEvent
 from backend.provision.tables import ProvisionedHost, ProvisionRun, ProvisionStep
+from backend.runtime.tables import ScheduleRun
 
 __all__ = [
     "ApiKey",
@@ -16,5 +17,6 @@ __all__ = [
     "ProvisionRun",
     "ProvisionStep",
     "ProvisionedHost",
+    "ScheduleRun",
     "UsageEvent",
 ]

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hmac
-import time
 from typing import Annotated, Literal
 
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent
 
 from backend import __version__
 from backend.api.error_responses import ADMIN, ADMIN_BODY, ADMIN_ID, errors
+from backend.api.event_stream import event_stream
 from backend.clients.service import ClientError, ClientInfo, KeyInfo
 from backend.field_errors import FieldError, Taken
 from backend.fleet.registry import FleetError, HostState
@@ -26,7 +27,6 @@ from backend.ledger.errors import (
 )
 from backend.ledger.reports import usage_by
 from backend.money import MAX_AMOUNT_NANO, MAX_PRICE_NANO, MoneyError, format_usd, parse_usd
-from backend.runtime.clock import now_us
 from backend.wire.admin import (
     ClientOut,
     CreateClient,
@@ -39,6 +39,7 @@ from backend.wire.admin import (
     IssueKey,
     KeyIssued,
     KeyOut,
+    LoopOut,
     MetricsOut,
     ModelMetricsOut,
     ModelOut,
@@ -74,7 +75,7 @@ def _key_out(k: KeyInfo) -> KeyOut:
 
 
 def _host_out(s, h: HostState) -> HostOut:
-    heard = time.monotonic() - h.last_seen if h.registered else None
+    heard = s.fleet.clock.monotonic() - h.last_seen if h.registered else None
     return HostOut(h.id, h.name, h.provider, s.fleet.status(h), sorted(h.replicas), h.in_flight, h.outstanding,
                    h.gpu_type, h.gpus, h.cost_per_hour, h.payout_share_bps, heard, h.agent_version, h.last_heard_us)
 
@@ -82,7 +83,7 @@ def _host_out(s, h: HostState) -> HostOut:
 def _model_out(s, model_id: str) -> ModelOut:
     m = s.models.catalogue.model(model_id)
     q = s.pricer.quote(m)
-    now = time.monotonic()
+    now = s.fleet.clock.monotonic()
     reps = [ReplicaOut(r.host.id, r.host.name, s.fleet.status(r.host), r.url, r.ready, r.outstanding,
                        r.ejected_until > now, r.check.passed if r.check else None, r.check.summary if r.check else "")
             for r in s.fleet.replicas(m.id)]
@@ -154,6 +155,14 @@ class AdminController(Controller):
         hosts = [h for h in s.fleet.hosts() if h.state != "removed"]
         return StatusOut(__version__, s.simulated, s.started_us, sum(s.fleet.is_up(h) for h in hosts), len(hosts))
 
+    @get("/loops", responses=errors(*ADMIN))
+    async def loops(self, request: Request) -> list[LoopOut]:
+        """Every background loop the supervisor runs, in start order: its state, last and next run,
+        how often it crashed and was restarted, and its last error."""
+        return [LoopOut(i.name, i.kind, i.every, list(i.after), i.state, i.runs, i.restarts, i.last_run_us,
+                        i.next_run_us, i.last_error, i.last_error_us)
+                for i in _services(request).supervisor.loops()]
+
     # ------------------------------------------------------------ clients and keys
     @get("/clients", responses=errors(*ADMIN))
     async def list_clients(self, request: Request) -> list[ClientOut]:
@@ -167,7 +176,6 @@ class AdminController(Controller):
             c = await s.clients.create_client(data.name, data.id)
         except FieldError as exc:
             raise _field_refused(exc) from None
-        s.events.add("client.created", c.id, f"client {c.name} created")
         return _client_out(s, c)
 
     @post("/clients/{client_id:str}/credit", status_code=200, responses=errors(*ADMIN_BODY, 404, 409, 503))
@@ -180,8 +188,6 @@ class AdminController(Controller):
                                              note=data.note)
         except (ValueError, LedgerError) as exc:
             raise _credit_refused(exc) from None
-        if not r.replayed:
-            s.events.add("client.credit", c.id, f"{format_usd(amount)} {data.source} to {c.name}")
         acc = s.ledger.account(c.account)
         return CreditOut(c.id, r.key, amount, r.replayed, acc.balance, format_usd(acc.balance))
 
@@ -194,7 +200,6 @@ class AdminController(Controller):
     async def issue_key(self, request: Request, client_id: FromPath[str], data: JSONBody[IssueKey]) -> KeyIssued:
         s = _services(request)
         key, secret = await s.clients.issue_key(_client(s, client_id).id, data.name)
-        s.events.add("key.issued", key.id, f"key {key.prefix}... issued to {client_id}")
         return KeyIssued(_key_out(key), secret)
 
     @post("/keys/{key_id:str}/revoke", status_code=200, responses=errors(*ADMIN_ID))
@@ -204,7 +209,6 @@ class AdminController(Controller):
             key = await s.clients.revoke_key(key_id)
         except ClientError as exc:
             raise ApiError(404, str(exc), code="key_not_found") from None
-        s.events.add("key.revoked", key.id, f"key {key.prefix}... of {key.client_id} revoked")
         return _key_out(key)
 
     # ------------------------------------------------------------ models
@@ -236,7 +240,7 @@ class AdminController(Controller):
         s = _services(request)
         if model_id not in {m.id for m in s.models.catalogue.models}:
             raise ApiError(404, f"no model {model_id!r} in the catalogue", code="model_not_found")
-        return await s.metrics.model(model_id, now_us(), rate_window_s)
+        return await s.metrics.model(model_id, s.clock.now_us(), rate_window_s)
 
     # ------------------------------------------------------------ hosts
     @get("/hosts", responses=errors(*ADMIN))
@@ -283,7 +287,7 @@ class AdminController(Controller):
         """Usage per client, model or host between since_us and until_us (µs since the epoch, UTC;
         default: the last 24 hours)."""
         s = _services(request)
-        until = until_us or now_us() + 1
+        until = until_us or s.clock.now_us() + 1
         since = since_us if since_us is not None else until - 86_400_000_000
         if until <= since:
             raise ApiError(400, "until_us: must be after since_us", code="invalid_value", param="until_us")
@@ -299,7 +303,7 @@ class AdminController(Controller):
         """The last hour and today (UTC): money, traffic, latency; the last hour per minute; and
         each catalogue model's rates over the last rate_window_s seconds (default 10 minutes)."""
         s = _services(request)
-        return await s.metrics.overview(now_us(), [m.id for m in s.models.catalogue.models], rate_window_s)
+        return await s.metrics.overview(s.clock.now_us(), [m.id for m in s.models.catalogue.models], rate_window_s)
 
     @get("/events", responses=errors(*ADMIN, 400))
     async def events(self, request: Request, after: Annotated[int, QueryParameter(ge=0)] = 0,
@@ -308,3 +312,15 @@ class AdminController(Controller):
         backend keeps its last 2,000)."""
         return [EventOut(e.seq, e.ts_us, e.kind, e.subject, e.message, e.level)
                 for e in _services(request).events.since(after, limit)]
+
+    @get("/events/stream", media_type="text/event-stream", responses=errors(*ADMIN, 400),
+         response_description="Server-Sent Events, each `data:` an EventOut (JSON) or a missed count.")
+    async def event_stream(self, request: Request,
+                           after: Annotated[int, QueryParameter(ge=0)] = 0) -> ServerSentEvent:
+        """Server-Sent Events: the kept events after sequence number `after`, then each new one as it
+        happens (`event: event`, `id:` its seq, `data:` an EventOut). `event: missed` with
+        `data: {"missed": n}` counts events this reader lost (it fell behind, or they left the ring).
+        The stream ends after the server's `events_stream_s`; reconnect with `after` = the last id."""
+        s = _services(request)
+        return ServerSentEvent(event_stream(s.bus, s.events, s.clock, after, s.settings.events_stream_s),
+                               headers={"Cache-Control": "no-cache"})

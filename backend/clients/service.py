@@ -14,7 +14,9 @@ from backend.clients.tables import ApiKey, Client
 from backend.field_errors import FieldError, Taken
 from backend.ledger import chart
 from backend.ledger.service import Ledger, TransferResult
-from backend.runtime.clock import now_us
+from backend.money import format_usd
+from backend.runtime.bus import ClientEvent, EventBus, KeyEvent
+from backend.runtime.clock import Clock
 
 KEY_PREFIX = "tm-"
 VISIBLE = 10  # characters of a key shown after creation: "tm-" and 7 more
@@ -54,9 +56,12 @@ class ClientInfo:
 
 
 class ClientDirectory:
-    def __init__(self, engine: AsyncEngine, ledger: Ledger) -> None:
+    def __init__(self, engine: AsyncEngine, ledger: Ledger, clock: Clock | None = None,
+                 events: EventBus | None = None) -> None:
         self._engine = engine
         self._ledger = ledger
+        self.clock = clock or ledger.clock
+        self._events = events or EventBus(self.clock)
         self._clients: dict[str, ClientInfo] = {}
         self._keys: dict[str, KeyInfo] = {}
         self._by_hash: dict[str, KeyInfo] = {}
@@ -104,19 +109,20 @@ class ClientDirectory:
         client_id = client_id or f"c_{secrets.token_hex(6)}"
         if client_id in self._clients:
             raise Taken("id", f"client id {client_id!r} is taken")
-        info = ClientInfo(client_id, name, now_us())
+        info = ClientInfo(client_id, name, self.clock.now_us())
         # The prepaid account first: a client without one could never be charged.
         await self._ledger.open_account(info.account, chart.Kind.CLIENT_PREPAID, owner=client_id)
         async with self._engine.begin() as conn:
             await conn.execute(insert(Client.__table__).values(id=info.id, name=info.name, created_us=info.created_us))
         self._clients[client_id] = info
+        self._events.publish(ClientEvent(kind="client.created", subject=info.id, message=f"client {info.name} created"))
         return info
 
     async def issue_key(self, client_id: str, name: str = "") -> tuple[KeyInfo, str]:
         """A new key for the client. The secret is returned here and never again."""
         self.client(client_id)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        key = KeyInfo(f"key_{secrets.token_hex(6)}", client_id, name.strip(), secret[:VISIBLE], now_us())
+        key = KeyInfo(f"key_{secrets.token_hex(6)}", client_id, name.strip(), secret[:VISIBLE], self.clock.now_us())
         digest = key_hash(secret)
         async with self._engine.begin() as conn:
             await conn.execute(insert(ApiKey.__table__).values(
@@ -124,16 +130,20 @@ class ClientDirectory:
                 created_us=key.created_us))
         self._keys[key.id] = key
         self._by_hash[digest] = key
+        self._events.publish(KeyEvent(kind="key.issued", subject=key.id,
+                                      message=f"key {key.prefix}... issued to {client_id}"))
         return key, secret
 
     async def revoke_key(self, key_id: str) -> KeyInfo:
         key = self.key(key_id)
         if key.revoked:
             return key
-        ts = now_us()
+        ts = self.clock.now_us()
         async with self._engine.begin() as conn:
             await conn.execute(update(ApiKey.__table__).where(ApiKey.__table__.c.id == key_id).values(revoked_us=ts))
         key.revoked_us = ts  # the very next request with this key fails
+        self._events.publish(KeyEvent(kind="key.revoked", subject=key.id,
+                                      message=f"key {key.prefix}... of {key.client_id} revoked"))
         return key
 
     async def grant_credit(self, client_id: str, amount: int, *, idempotency_key: str,
@@ -143,4 +153,8 @@ class ClientDirectory:
         debit = {"grant": chart.PROMOTIONS, "payment": chart.PAYMENT_CLEARING}.get(source)
         if debit is None:
             raise FieldError("source", f"must be 'grant' or 'payment', got {source!r}")
-        return await self._ledger.transfer(idempotency_key, debit, client.account, amount, code=source, ref=note)
+        result = await self._ledger.transfer(idempotency_key, debit, client.account, amount, code=source, ref=note)
+        if not result.replayed:
+            self._events.publish(ClientEvent(kind="client.credit", subject=client.id,
+                                             message=f"{format_usd(amount)} {source} to {client.name}"))
+        return result

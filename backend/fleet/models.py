@@ -7,13 +7,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.catalogue import Catalogue, ModelEntry
 from backend.fleet.tables import ModelSetting
-from backend.runtime.clock import now_us
-from backend.runtime.event_log import EventLog
+from backend.runtime.bus import EventBus
+from backend.runtime.clock import REAL_CLOCK, Clock
 
 
 class ModelBook:
-    def __init__(self, engine: AsyncEngine, catalogue: Catalogue, events: EventLog) -> None:
+    def __init__(self, engine: AsyncEngine, catalogue: Catalogue, events: EventBus,
+                 clock: Clock = REAL_CLOCK) -> None:
         self._engine = engine
+        self.clock = clock
         self.catalogue = catalogue
         self._events = events
         self._disabled: set[str] = set()
@@ -37,7 +39,7 @@ class ModelBook:
         table = ModelSetting.__table__
         async with self._engine.begin() as conn:
             await conn.execute(delete(table).where(table.c.model == model_id))
-            await conn.execute(insert(table).values(model=model_id, enabled=enabled, updated_us=now_us()))
+            await conn.execute(insert(table).values(model=model_id, enabled=enabled, updated_us=self.clock.now_us()))
         if enabled:
             self._disabled.discard(model_id)
         else:

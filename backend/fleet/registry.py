@@ -16,12 +16,9 @@ host that reports none is forwarded to as its URLs say: http, or https verified 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
-import time
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -34,8 +31,9 @@ from backend.field_errors import FieldError, Taken
 from backend.fleet.tables import Host
 from backend.ledger import chart
 from backend.ledger.service import Ledger
-from backend.runtime.clock import now_us
-from backend.runtime.event_log import EventLog
+from backend.runtime.bus import EventBus
+from backend.runtime.clock import REAL_CLOCK, Clock
+from backend.runtime.supervisor import Supervisor
 from hostkit import protocol
 
 log = logging.getLogger(__name__)
@@ -156,10 +154,13 @@ class HostState:
 
 
 class Fleet:
-    def __init__(self, engine: AsyncEngine, ledger: Ledger, events: EventLog, *,
+    def __init__(self, engine: AsyncEngine, ledger: Ledger, events: EventBus, *,
                  heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S,
-                 eject_base_s: float = 2.0, eject_max_s: float = 60.0) -> None:
+                 eject_base_s: float = 2.0, eject_max_s: float = 60.0, clock: Clock = REAL_CLOCK,
+                 supervisor: Supervisor | None = None) -> None:
         self._engine = engine
+        self.clock = clock
+        self._mono = clock.monotonic  # bound once: choose() reads it per request
         self._ledger = ledger
         self._events = events
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -174,7 +175,11 @@ class Fleet:
         # that the request path reads one dict; None: a replica did not report one.
         self._max_len: dict[str, int | None] = {}
         self._last_replica_gone: dict[str, float] = {}  # model -> monotonic time its last replica left
-        self._watch_task: asyncio.Task | None = None
+        # The health check runs under the backend's supervisor, or one of its own when the fleet
+        # runs alone (tests, tools), started and stopped with it.
+        self._own_loops = supervisor is None
+        self._loops = Supervisor(clock) if supervisor is None else supervisor
+        self._loops.every("fleet.health", self.check_health, heartbeat_interval_s)
         # Hosts enrolled before this start and not heard from since (see starting()).
         self._awaited: set[str] = set()
         self._awaited_until = 0.0
@@ -192,16 +197,15 @@ class Fleet:
                 if host.state != "removed":
                     self._by_token[r["token_sha256"]] = host
                     self._awaited.add(host.id)
-        self._awaited_until = time.monotonic() + STARTUP_GRACE_S
+        self._awaited_until = self._mono() + STARTUP_GRACE_S
 
     def start(self) -> None:
-        self._watch_task = asyncio.create_task(self._watch(), name="fleet-health")
+        if self._own_loops:
+            self._loops.start()
 
     async def close(self) -> None:
-        if self._watch_task:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+        if self._own_loops:
+            await self._loops.stop()
 
     # ---------------------------------------------------------------- reads
     def hosts(self) -> list[HostState]:
@@ -219,7 +223,7 @@ class Fleet:
         return self._by_token.get(hashlib.sha256(token.encode()).hexdigest())
 
     def is_up(self, host: HostState, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+        now = self._mono() if now is None else now
         return host.registered and host.state != "removed" and now - host.last_seen <= self._down_after
 
     def status(self, host: HostState) -> str:
@@ -236,10 +240,9 @@ class Fleet:
             return "quarantined"
         return "active"
 
-    @staticmethod
-    def _routable(r: Replica) -> bool:
+    def _routable(self, r: Replica) -> bool:
         """Still waiting for a first check is not a fault; a failed check or an ejection is."""
-        return (r.check is None or r.check.passed) and r.ejected_until <= time.monotonic()
+        return (r.check is None or r.check.passed) and r.ejected_until <= self._mono()
 
     def replicas(self, model: str) -> list[Replica]:
         return self._by_model.get(model, [])
@@ -251,7 +254,7 @@ class Fleet:
         """Whether this process has yet to hear from a host enrolled before it started (for at
         most STARTUP_GRACE_S): a model without replicas may be one such host's, so clients are
         told to retry, not that it does not exist."""
-        if self._awaited and time.monotonic() >= self._awaited_until:
+        if self._awaited and self._mono() >= self._awaited_until:
             self._awaited.clear()
         return bool(self._awaited)
 
@@ -263,7 +266,7 @@ class Fleet:
     def advertised_context(self, model: str) -> int | None:
         """What /v1/models says: the largest max_model_len among the replicas that take traffic
         now, else among all of them; None when that is unknown (the catalogue's context then)."""
-        now = time.monotonic()
+        now = self._mono()
         live = [r.max_model_len for r in self._by_model.get(model, ())
                 if r.host.state == "active" and self.is_up(r.host, now) and r.ready
                 and r.check is not None and r.check.passed and r.ejected_until <= now]
@@ -280,7 +283,7 @@ class Fleet:
         reps = self._by_model.get(model)
         if not reps:
             return None
-        now = time.monotonic()
+        now = self._mono()
         n = len(reps)
         start = self._rr.get(model, 0) % n
         self._rr[model] = start + 1
@@ -302,11 +305,11 @@ class Fleet:
 
         Requests already in flight when it was ejected may fail too; they do not lengthen the
         ejection (a host that dies takes all its streams with it at once)."""
-        if replica.ejected_until > time.monotonic():
+        if replica.ejected_until > self._mono():
             return
         replica.failures += 1
         backoff = min(self._eject_base * 2 ** (replica.failures - 1), self._eject_max)
-        replica.ejected_until = time.monotonic() + backoff
+        replica.ejected_until = self._mono() + backoff
         self._events.add("replica.ejected", replica.host.id,
                          f"{replica.model} on {replica.host.name} failed ({why}); out for {backoff:.0f}s", "warning")
 
@@ -332,7 +335,7 @@ class Fleet:
             raise Taken("id", f"host id {host_id!r} is taken")
         token = HOST_TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = hashlib.sha256(token.encode()).hexdigest()
-        host = HostState(host_id, name, provider, payout_share_bps, cost_per_hour, "active", now_us())
+        host = HostState(host_id, name, provider, payout_share_bps, cost_per_hour, "active", self.clock.now_us())
         if host.payable_account:
             await self._ledger.open_account(host.payable_account, chart.Kind.HOST_PAYABLE, owner=host_id)
         async with self._engine.begin() as conn:
@@ -435,8 +438,8 @@ class Fleet:
         self._set_replicas(host, msg.models, msg.checks)
         first = not host.registered
         host.registered = True
-        host.last_seen = time.monotonic()
-        host.last_heard_us = now_us()
+        host.last_seen = self._mono()
+        host.last_heard_us = self.clock.now_us()
         host.was_up = True
         if host.state == "draining" and host.drain_by == "host":
             # An agent registers only when it is not draining (hostkit/agent.py): the host's own
@@ -450,8 +453,8 @@ class Fleet:
     async def heartbeat(self, host: HostState, msg: protocol.Heartbeat) -> protocol.HeartbeatReply:
         if not host.registered:
             raise FleetError("register before sending heartbeats")
-        host.last_seen = time.monotonic()
-        host.last_heard_us = now_us()
+        host.last_seen = self._mono()
+        host.last_heard_us = self.clock.now_us()
         if not host.was_up:
             host.was_up = True
             self._events.add("host.back", host.id, f"{host.name} heard from again")
@@ -559,25 +562,24 @@ class Fleet:
             reps.remove(rep)
             self._note_lengths(rep.model)
             if not reps:
-                self._last_replica_gone[rep.model] = time.monotonic()
+                self._last_replica_gone[rep.model] = self._mono()
 
     def recently_served(self, model: str, within_s: float = 600.0) -> bool:
         """Whether a host served `model` within the last `within_s` seconds though none does now
         (every host restarting for an upgrade, say): clients should retry, not give up."""
         gone = self._last_replica_gone.get(model)
-        return gone is not None and time.monotonic() - gone <= within_s
+        return gone is not None and self._mono() - gone <= within_s
 
     # ---------------------------------------------------------------- health
-    async def _watch(self) -> None:
-        """Note hosts that went silent (they already left the rotation by their age)."""
-        while True:
-            await asyncio.sleep(self.heartbeat_interval_s)
-            now = time.monotonic()
-            for host in self._hosts.values():
-                if host.was_up and host.registered and not self.is_up(host, now):
-                    host.was_up = False
-                    self._events.add("host.lost", host.id, f"{host.name} missed "
-                                     f"{protocol.MISSED_HEARTBEATS_DOWN} heartbeats; out of rotation", "warning")
+    def check_health(self) -> None:
+        """Note hosts that went silent (they already left the rotation by their age). The
+        supervisor runs it every heartbeat interval."""
+        now = self._mono()
+        for host in self._hosts.values():
+            if host.was_up and host.registered and not self.is_up(host, now):
+                host.was_up = False
+                self._events.add("host.lost", host.id, f"{host.name} missed "
+                                 f"{protocol.MISSED_HEARTBEATS_DOWN} heartbeats; out of rotation", "warning")
 
 
 def _largest(lengths: list[int | None]) -> int | None:

@@ -39,7 +39,8 @@ from backend.ledger.state import Account, Hold, Op
 from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer
 from backend.ledger.writer import GroupCommitWriter
 from backend.money import MAX_BALANCE_NANO, MAX_RUNNING_SUM_NANO, MoneyError, format_usd, require_nano
-from backend.runtime.clock import now_us
+from backend.runtime.clock import REAL_CLOCK, Clock
+from backend.runtime.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,12 @@ class Ledger:
         default_hold_ttl_us: int = 15 * 60 * 1_000_000,
         expiry_interval_s: float = 1.0,
         recent_keys: int = 100_000,
+        clock: Clock = REAL_CLOCK,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.engine = engine
+        self.clock = clock
+        self._now_us = clock.now_us  # bound once: read per settlement
         self._accounts: dict[str, Account] = {}
         self._by_id: dict[int, Account] = {}
         self._holds: dict[str, Hold] = {}
@@ -157,13 +162,17 @@ class Ledger:
         self._inflight: dict[str, asyncio.Future] = {}
         self._opening: dict[str, asyncio.Future] = {}
         self._default_ttl = default_hold_ttl_us
-        self._expiry_interval = expiry_interval_s
         writer_engine = make_sync_engine(engine.url.render_as_string(hide_password=False), synchronous=synchronous)
         self._writer = GroupCommitWriter(writer_engine, max_batch=max_batch, on_failure=self._commit_failed)
-        self._expiry_task: asyncio.Task | None = None
+        # The expiry sweep runs under the backend's supervisor, or under one of its own when the
+        # ledger runs alone (tests, tools), started and stopped with it.
+        self._own_loops = supervisor is None
+        self._loops = Supervisor(clock) if supervisor is None else supervisor
+        if expiry_interval_s > 0:
+            self._loops.every("ledger.hold_expiry", self.expire_due, expiry_interval_s)
         self._available = False
         # Start time (µs, hex, fixed width) plus randomness: unique across restarts and replicas.
-        self._epoch = f"{now_us():013x}{secrets.token_hex(2)}"
+        self._epoch = f"{self._now_us():013x}{secrets.token_hex(2)}"
         self._minted = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -173,16 +182,12 @@ class Ledger:
         self._available = True
         for code, kind in chart.SYSTEM_ACCOUNTS.items():
             await self.open_account(code, kind)
-        if self._expiry_interval > 0:
-            self._expiry_task = asyncio.create_task(self._expiry_loop(), name="ledger-hold-expiry")
+        if self._own_loops:
+            self._loops.start()
 
     async def close(self) -> None:
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            try:
-                await self._expiry_task
-            except asyncio.CancelledError:
-                pass
+        if self._own_loops:
+            await self._loops.stop()
         await self._writer.close()
         self._available = False
 
@@ -236,7 +241,7 @@ class Ledger:
                 break
             except Exception as load_exc:
                 log.error("ledger reload failed, retrying: %s", load_exc)
-                await asyncio.sleep(0.5)
+                await self.clock.sleep(0.5)
         failed += self._writer.take_queued()
         error = LedgerUnavailable(f"ledger write failed and was rolled back: {exc}")
         for op in failed:
@@ -384,7 +389,7 @@ class Ledger:
             "code": code, "kind": kind, "owner": owner, "debits_posted": 0, "credits_posted": 0,
             "debits_pending": 0, "credits_pending": 0,
             "debits_must_not_exceed_credits": rule.debit_cap,
-            "credits_must_not_exceed_debits": rule.credit_cap, "created_us": now_us(),
+            "credits_must_not_exceed_debits": rule.credit_cap, "created_us": self._now_us(),
         })
         fut = self._submit(op)
         self._opening[code] = fut
@@ -466,7 +471,7 @@ class Ledger:
             _room(d, (d.debits_posted, amount))
             _room(c, (c.credits_posted, amount))
             op = Op(result=result)
-            self._apply_posted(op, key, d, c, amount, code, ref, now_us())
+            self._apply_posted(op, key, d, c, amount, code, ref, self._now_us())
             await self._submit(op)
         except BaseException:
             self._release(key, None)
@@ -492,7 +497,7 @@ class Ledger:
         self._credit_check(c, amount)
         _room(d, (d.debits_pending, amount), (d.debits_posted + d.debits_pending, amount))
         _room(c, (c.credits_pending, amount), (c.credits_posted + c.credits_pending, amount))
-        ts = now_us()
+        ts = self._now_us()
         ttl = self._default_ttl if ttl_us is None else ttl_us
         if ttl <= 0:
             raise InvalidRequest(f"hold ttl must be positive, got {ttl} µs")
@@ -541,7 +546,7 @@ class Ledger:
     async def post(self, hold_key: str, amount: int | None = None) -> Settlement:
         """Post a hold, in full or in part (the rest is released). Resolves it for good."""
         self._check_available()
-        ts = now_us()
+        ts = self._now_us()
         hold = self._holds.get(hold_key)
         if hold is None:
             raise await self._missing_hold(hold_key)
@@ -560,7 +565,7 @@ class Ledger:
     async def void(self, hold_key: str) -> Settlement:
         """Release a hold entirely. Resolves it for good."""
         self._check_available()
-        ts = now_us()
+        ts = self._now_us()
         if hold_key not in self._holds:
             raise await self._missing_hold(hold_key)
         hold = self._take_hold(hold_key, ts)
@@ -575,7 +580,7 @@ class Ledger:
         """Settle a client request: post `charged` of its hold to revenue (0 voids it), pay
         the host its share, and record the usage event, all in one transaction."""
         self._check_available()
-        ts = now_us()
+        ts = self._now_us()
         for name, v in (("charged", charged), ("host_share", host_share)):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise InvalidAmount(f"{name}: money must be an integer number of nano-USD, got {v!r}")
@@ -650,7 +655,7 @@ class Ledger:
         holds = list(self._holds.values())
         if not holds:
             return 0, 0
-        ts = now_us()
+        ts = self._now_us()
         op = Op(result=None)
         for hold in holds:
             self._resolve(op, hold, 0, "void_pending", ts)
@@ -662,7 +667,7 @@ class Ledger:
         """Release every hold whose time ran out. Returns the durability futures."""
         if not self._available:
             return []
-        ts = now_us() if now is None else now
+        ts = self._now_us() if now is None else now
         due = [h for h in self._holds.values() if h.expires_us is not None and h.expires_us <= ts]
         futures = []
         for hold in due:
@@ -674,14 +679,6 @@ class Ledger:
         if due:
             log.info("released %d expired holds", len(due))
         return futures
-
-    async def _expiry_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._expiry_interval)
-            try:
-                self.expire_due()
-            except Exception:
-                log.exception("hold expiry sweep failed")
 
 
 def _consume(fut: asyncio.Future) -> None:

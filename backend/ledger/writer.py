@@ -167,7 +167,7 @@ class GroupCommitWriter:
     def _begin(self, cur, wait: bool) -> bool:
         """BEGIN IMMEDIATE; the writer's connection never waits inside SQLite (busy_timeout 0),
         so that a commit attempted on the event loop cannot block it."""
-        deadline = time.monotonic() + self.lock_wait_s
+        deadline = time.monotonic() + self.lock_wait_s  # real I/O: SQLite's lock, in the writer thread
         delay = 0.001
         while True:
             try:
@@ -178,9 +178,9 @@ class GroupCommitWriter:
                     raise
                 if not wait:
                     return False
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline:  # real I/O
                     raise
-                time.sleep(delay)
+                time.sleep(delay)  # real I/O
                 delay = min(delay * 2, 0.05)
 
     def _checkpoint(self, mode: str = "PASSIVE") -> None:
@@ -194,7 +194,7 @@ class GroupCommitWriter:
             self._checkpoint_running = False
 
     def _maybe_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
+        now = loop.time()  # real I/O: WAL checkpoints pace the disk, not the simulated day
         if self._sqlite and not self._checkpoint_running and now - self._last_checkpoint >= self.checkpoint_interval_s:
             self._checkpoint_running = True
             self._last_checkpoint = now
@@ -209,7 +209,9 @@ class GroupCommitWriter:
         if not lazy:
             self._wake.set()
         elif self._lazy_timer is None:
-            self._lazy_timer = asyncio.get_running_loop().call_later(self.lazy_delay_s, self._wake_lazy)
+            # real I/O: a batching window for the commit thread, not a schedule
+            self._lazy_timer = asyncio.get_running_loop().call_later(  # real I/O
+                self.lazy_delay_s, self._wake_lazy)
 
     def _wake_lazy(self) -> None:
         self._lazy_timer = None

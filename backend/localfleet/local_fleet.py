@@ -20,7 +20,6 @@ from pathlib import Path
 
 from backend.app import Services
 from backend.private_files import open_private, private_dir
-from backend.runtime.clock import now_us
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +33,7 @@ HOST_SHAPES = [
 DEMO_CLIENTS = [("demo-acme", "Acme Robotics"), ("demo-globex", "Globex"), ("demo-initech", "Initech")]
 DEMO_CREDIT_NANO = 25 * 10**9
 TOPUP_BELOW_NANO = 5 * 10**9
+TOPUP_LOOP = "localfleet.topup"
 
 
 @dataclass
@@ -47,7 +47,7 @@ class LocalFleet:
         self.settings, self.services, self.router_url = settings, services, router_url
         self.dir = settings.data_dir / "local"
         self._children: list[_Child] = []
-        self._topup: asyncio.Task | None = None
+        self._topping_up = False
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -68,15 +68,14 @@ class LocalFleet:
             await self._spawn([sys.executable, "-m", "backend.localfleet.traffic", "--url", self.router_url,
                                "--rate", str(self.settings.local_traffic_rps)], "traffic",
                               {"TOKENMILL_SIM_KEYS": ",".join(keys)})
-        self._topup = asyncio.create_task(self._keep_demo_funded(), name="local-topup")
+        self.services.supervisor.every(TOPUP_LOOP, self._top_up_demo_clients, 30, first_run_s=0)
+        self._topping_up = True
 
     async def stop(self) -> None:
-        if not self._children and self._topup is None:
+        if not self._children and not self._topping_up:
             return
-        if self._topup:
-            self._topup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._topup
+        if self._topping_up:
+            await self.services.supervisor.remove(TOPUP_LOOP)
         # Traffic first, then the agents: they drain and deregister on SIGTERM.
         for child in sorted(self._children, key=lambda c: c.name != "traffic"):
             if child.proc.returncode is None:
@@ -84,14 +83,14 @@ class LocalFleet:
                     child.proc.send_signal(signal.SIGTERM)
         for child in self._children:
             try:
-                await asyncio.wait_for(child.proc.wait(), 15)
+                await asyncio.wait_for(child.proc.wait(), 15)  # real I/O: a child process
             except TimeoutError:
                 log.warning("%s did not stop in time; killing it", child.name)
                 with contextlib.suppress(ProcessLookupError):
                     child.proc.kill()
                 await child.proc.wait()
         self._children.clear()
-        self._topup = None
+        self._topping_up = False
 
     # ---------------------------------------------------------------- hosts
     def _tokens_file(self) -> Path:
@@ -171,14 +170,13 @@ class LocalFleet:
             keys.append(secret)
         return keys
 
-    async def _keep_demo_funded(self) -> None:
-        while True:
-            for client_id, _ in DEMO_CLIENTS:
-                acc = self.services.ledger.account(f"client:{client_id}")
-                if acc.available < TOPUP_BELOW_NANO:
-                    await self.services.clients.grant_credit(
-                        client_id, DEMO_CREDIT_NANO, idempotency_key=f"local-topup-{client_id}-{now_us()}")
-            await asyncio.sleep(30)
+    async def _top_up_demo_clients(self) -> None:
+        """Keep the demo clients able to pay for the synthetic traffic (every 30 s, supervised)."""
+        for client_id, _ in DEMO_CLIENTS:
+            acc = self.services.ledger.account(f"client:{client_id}")
+            if acc.available < TOPUP_BELOW_NANO:
+                key = f"local-topup-{client_id}-{self.services.clock.now_us()}"
+                await self.services.clients.grant_credit(client_id, DEMO_CREDIT_NANO, idempotency_key=key)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

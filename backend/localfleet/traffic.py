@@ -17,6 +17,8 @@ import signal
 
 import aiohttp
 
+from backend.runtime.clock import REAL_CLOCK
+
 PROMPTS = [
     "Summarise the plot of Hamlet in three sentences.",
     "Write a haiku about GPUs idling at night.",
@@ -53,7 +55,7 @@ async def models(session: aiohttp.ClientSession, url: str, key: str) -> list[str
 async def pause(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake at once when asked to stop."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        await REAL_CLOCK.wait_for(stop.wait(), seconds)  # a client process of its own: real time
 
 
 async def run(url: str, keys: list[str], rate: float, seed: int) -> None:

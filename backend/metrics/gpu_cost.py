@@ -14,7 +14,6 @@ restart reads the day's cost back. Costs are integer nano-USD, rounded down per 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -23,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.fleet.registry import Fleet
 from backend.fleet.tables import HostUptime
-from backend.runtime.clock import now_us
+from backend.runtime.clock import REAL_CLOCK, Clock
+from backend.runtime.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 HOUR_US = 3_600_000_000
@@ -45,37 +45,35 @@ class Stretch:
 
 class GpuCostMeter:
     def __init__(self, engine: AsyncEngine, fleet: Fleet, *, tick_s: float = 5.0,
-                 persist_every_s: float = 60.0) -> None:
-        self._engine, self._fleet = engine, fleet
+                 persist_every_s: float = 60.0, clock: Clock = REAL_CLOCK,
+                 supervisor: Supervisor | None = None) -> None:
+        self._engine, self._fleet, self.clock = engine, fleet, clock
         self.tick_s, self._persist_every_us = tick_s, int(persist_every_s * 1_000_000)
         self._open: dict[str, Stretch] = {}
-        self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
+        # Ticks run under the backend's supervisor (after the fleet's health check, whose view of
+        # the hosts they meter), or one of its own when the meter runs alone (tests, tools). A tick
+        # that fails (a database hiccup) is retried after the supervisor's backoff.
+        self._own_loops = supervisor is None
+        self._loops = Supervisor(clock) if supervisor is None else supervisor
+        self._loops.every("metrics.gpu_cost", self.tick, tick_s, first_run_s=0,
+                          after=() if supervisor is None else ("fleet.health",))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="gpu-cost-meter")
+        if self._own_loops:
+            self._loops.start()
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._own_loops:
+            await self._loops.stop()
         # Write the open stretches' ends: stopping the router does not stop the rented machines,
         # but what they cost while unobserved is not ours to guess; the next start opens anew.
-        await self._persist(now_us(), force=True)
+        await self._persist(self.clock.now_us(), force=True)
         self._open.clear()
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:  # a database hiccup must not end metering; the next tick retries
-                log.exception("GPU cost meter tick failed")
-            await asyncio.sleep(self.tick_s)
 
     async def tick(self, now: int | None = None) -> None:
         """Open, extend and close stretches to match which hosts are connected now."""
-        now = now_us() if now is None else now
+        now = self.clock.now_us() if now is None else now
         async with self._lock:
             connected = {h.id: h for h in self._fleet.hosts() if h.registered and h.state != "removed"}
             for host_id in [h for h in self._open if h not in connected]:

@@ -7,7 +7,6 @@ from backend.fleet.registry import Fleet
 from backend.ledger.reports import usage_by
 from backend.metrics.gpu_cost import GpuCostMeter, Stretch
 from backend.metrics.live import MINUTE_US, Counts, LiveMetrics, percentile_ms
-from backend.runtime.clock import now_us
 from backend.wire.admin import MetricsOut, ModelMetricsOut, ModelRatesOut, SeriesOut, WindowOut
 
 DAY_US = 86_400_000_000
@@ -19,7 +18,7 @@ class MetricsReport:
                  started_us: int | None = None) -> None:
         self.live, self.meter, self.fleet, self.engine = live, meter, fleet, engine
         # Made at start-up, after the last hour was replayed: the router observes from now on.
-        self.started_us = now_us() if started_us is None else started_us
+        self.started_us = fleet.clock.now_us() if started_us is None else started_us
 
     def observed_since(self, since: int, now: int) -> int:
         """Where a window from `since` really begins: not before the router started observing (it

@@ -56,7 +56,7 @@ async def _ask(settings: Settings, catalogue: Catalogue, name: str, gpu: str | N
     """One cloud's offers, or why there are none (its errors never carry the API key: errors.py)."""
     try:
         async with provider(name, settings, catalogue=catalogue) as cloud:
-            return await asyncio.wait_for(cloud.list_offers(gpu), LIST_TIMEOUT_S), None
+            return await asyncio.wait_for(cloud.list_offers(gpu), LIST_TIMEOUT_S), None  # real I/O: a cloud's API
     except ProviderError as exc:
         return [], str(exc)  # provider errors name their provider
     except TimeoutError:

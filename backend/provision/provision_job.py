@@ -104,7 +104,8 @@ class ProvisionJob:
         await p.records.add(host_id=self.host.id, provider=req.provider, instance_name=self.instance_name,
                             model=self.entry.id, ssh_host=req.ssh_host, ssh_port=req.ssh_port, ssh_user=req.ssh_user)
 
-        boot_deadline = time.monotonic() + p.settings.provision_boot_timeout_s
+        # real I/O: a machine booting at a cloud, then its sshd (reach.py waits on the same clock)
+        boot_deadline = time.monotonic() + p.settings.provision_boot_timeout_s  # real I/O
         self.instance = await self._rent(offer, others)
         if self.rented:
             self.instance = await self._wait_running(self.instance, boot_deadline)
@@ -116,7 +117,7 @@ class ProvisionJob:
 
         job.enter("waiting for SSH", f"waiting for SSH on {target.address}")
         # A rented machine may still be booting; the operator's own is up or not: no long wait for it.
-        port_deadline = boot_deadline if self.rented else time.monotonic() + OWN_MACHINE_SSH_WAIT_S
+        port_deadline = boot_deadline if self.rented else time.monotonic() + OWN_MACHINE_SSH_WAIT_S  # real I/O
         await wait_for_port(job, inst.ssh_host, inst.ssh_port, port_deadline)
         job.enter("checking the host key")
         await ensure_trusted(job, target, p.known_hosts, p.key_waiters, key_timeout_s=p.settings.host_key_timeout_s,
@@ -208,11 +209,11 @@ class ProvisionJob:
             if instance.state in ("failed", "stopped", "terminated"):
                 raise ProvisionError(f"{cloud.label} instance {instance.instance_id} is {instance.state} "
                                      f"({instance.provider_state or 'no detail'}) instead of running")
-            if time.monotonic() + self.p.settings.provision_poll_interval_s > deadline:
+            if time.monotonic() + self.p.settings.provision_poll_interval_s > deadline:  # real I/O
                 raise ProvisionError(f"{cloud.label} instance {instance.instance_id} was not running with an SSH "
                                      f"address within {self.p.settings.provision_boot_timeout_s:g} s "
                                      f"(provision_boot_timeout_s); it was {instance.provider_state or instance.state}")
-            await asyncio.sleep(self.p.settings.provision_poll_interval_s)
+            await asyncio.sleep(self.p.settings.provision_poll_interval_s)  # real I/O: the cloud's API
 
     async def _bootstrap(self, target: SshTarget, offer: Offer, token: str, wheel: Path) -> None:
         p, job = self.p, self.job
@@ -255,7 +256,7 @@ class ProvisionJob:
         p, job, host, model = self.p, self.job, self.host, self.entry.id
         assert host is not None
         job.enter("waiting for the first heartbeat")
-        deadline = time.monotonic() + p.settings.provision_ready_timeout_s
+        deadline = p.clock.monotonic() + p.settings.provision_ready_timeout_s
         while True:
             replica = host.replicas.get(model)
             if p.fleet.is_up(host) and replica is not None and replica.check is not None:
@@ -263,10 +264,10 @@ class ProvisionJob:
                     raise ProvisionError(f"{model} failed its hardware check on {host.name}: {replica.check.summary}")
                 job.add("phase", f"{host.name} is up; {model} passed its check: {replica.check.summary}")
                 return
-            if time.monotonic() > deadline:
+            if p.clock.monotonic() > deadline:
                 raise ProvisionError(f"the router did not see {host.name} up with a checked {model} within "
                                      f"{p.settings.provision_ready_timeout_s:g} s (provision_ready_timeout_s)")
-            await asyncio.sleep(READY_POLL_S)
+            await p.clock.sleep(READY_POLL_S)
 
     # ------------------------------------------------------------------ when it fails
     async def _cleanup(self, error: str) -> None:
@@ -316,7 +317,7 @@ class ProvisionJob:
                            key_file=self.private_key)
         job.enter("cleanup: removing the agent", f"removing what bootstrap installed on {target.address}")
         try:
-            result = await asyncio.wait_for(
+            result = await asyncio.wait_for(  # real I/O: a playbook over SSH
                 p.runner.run(load_named("teardown"), target, {**self.teardown_values, "drain_timeout_s": 30},
                              on_event=lambda e: job.runner_event(e, "teardown"), host_id=host.id),
                 CLEANUP_TEARDOWN_TIMEOUT_S)

@@ -36,7 +36,7 @@ class KeyWaiters:
 
     async def wait(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout_s)
+            await asyncio.wait_for(self._event.wait(), timeout_s)  # real I/O: the operator's answer
 
 
 async def wait_for_port(job: Job, host: str, port: int, deadline: float) -> None:
@@ -45,14 +45,15 @@ async def wait_for_port(job: Job, host: str, port: int, deadline: float) -> None
     while True:
         attempts += 1
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PORT_RETRY_S * 2)
+            # real I/O, as every wait here: a real machine's sshd (the deadline is on the same clock)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PORT_RETRY_S * 2)  # real I/O
         except (OSError, TimeoutError) as exc:
-            if time.monotonic() + PORT_RETRY_S > deadline:
+            if time.monotonic() + PORT_RETRY_S > deadline:  # real I/O
                 raise ProvisionError(f"{host}:{port} did not accept SSH connections in time ({attempts} attempts, "
                                      f"the last: {exc or type(exc).__name__})") from None
             if attempts == 1:
                 job.add("phase", f"{host}:{port} does not accept connections yet; trying every {PORT_RETRY_S:g} s")
-            await asyncio.sleep(PORT_RETRY_S)
+            await asyncio.sleep(PORT_RETRY_S)  # real I/O
             continue
         writer.close()
         with contextlib.suppress(OSError):
@@ -75,14 +76,14 @@ async def ensure_trusted(job: Job, target: SshTarget, known_hosts: KnownHosts, w
         except HostKeyChanged as exc:
             raise ProvisionError(str(exc)) from None
         except HostKeyUnknown as exc:
-            key_deadline = key_deadline or time.monotonic() + key_timeout_s
+            key_deadline = key_deadline or time.monotonic() + key_timeout_s  # real I/O: the operator's answer
             await _wait_for_confirmation(job, exc, known_hosts, waiters, key_deadline, key_timeout_s)
             continue
         except SshError as exc:
-            if time.monotonic() + PORT_RETRY_S > login_deadline:
+            if time.monotonic() + PORT_RETRY_S > login_deadline:  # real I/O: a machine's sshd
                 raise ProvisionError(str(exc)) from None
             job.add("phase", f"SSH not ready yet ({exc}); retrying")
-            await asyncio.sleep(PORT_RETRY_S)
+            await asyncio.sleep(PORT_RETRY_S)  # real I/O
             continue
         await conn.close()
         return
@@ -104,7 +105,7 @@ async def _wait_for_confirmation(job: Job, exc: HostKeyUnknown, known_hosts: Kno
             if any(k.host == p.host and k.port == p.port for k in known):
                 job.add("phase", f"host key of {p.host}:{p.port} confirmed")
                 return
-            remaining = deadline - time.monotonic()
+            remaining = deadline - time.monotonic()  # real I/O
             if remaining <= 0:
                 raise ProvisionError(f"nobody confirmed the host key {p.fingerprint} of {p.host}:{p.port} "
                                      f"within {timeout_s:g} s (host_key_timeout_s)")

@@ -190,7 +190,7 @@ class _Run:
 
     async def _step(self, step: Step) -> _StepFailure | None:
         started = now_us()
-        t0 = time.monotonic()
+        t0 = time.monotonic()  # real I/O: steps run on a real machine over SSH
         tail = OutputTail()
         try:
             skip = await self._skip_reason(step)
@@ -221,7 +221,7 @@ class _Run:
             return failure
         await self.runner.runs.add_step(self.run_id, StepRecord(step.index, step.name, "ok", None, exit_status,
                                                                 started, now_us(), tail.text, tail.dropped_bytes))
-        await self.emit(StepFinished(step.index, step.name, exit_status, round(time.monotonic() - t0, 3)))
+        await self.emit(StepFinished(step.index, step.name, exit_status, round(time.monotonic() - t0, 3)))  # real I/O
         return None
 
     async def _skip_reason(self, step: Step) -> str | None:
@@ -248,7 +248,7 @@ class _Run:
                 same = self.conn.same_file(dest, None, step.mode, local=self._local_file(step))
             else:
                 same = self.conn.same_file(dest, self.render(step.content).encode(), step.mode)
-            if await self._guarded_io(asyncio.wait_for(same, step.timeout_s), step):
+            if await self._guarded_io(asyncio.wait_for(same, step.timeout_s), step):  # real I/O
                 return "up to date (same content and mode)"
         return None
 
@@ -266,7 +266,7 @@ class _Run:
         # the connection right after.
         if isinstance(step, UploadStep):
             local, dest = self._local_file(step), self.render(step.dest)
-            size = await self._guarded_io(asyncio.wait_for(self.conn.upload(local, dest, step.mode),
+            size = await self._guarded_io(asyncio.wait_for(self.conn.upload(local, dest, step.mode),  # real I/O
                                                            step.timeout_s), step)
             await on_line(f"uploaded {local.name} ({size} bytes) to {dest} (mode {step.mode:04o})")
             return None
@@ -274,7 +274,8 @@ class _Run:
             dest = self.render(step.dest)
             # The rendered text may hold a secret: it goes into the file and nowhere else.
             data = self.render(step.content).encode()
-            await self._guarded_io(asyncio.wait_for(self.conn.write_file(dest, data, step.mode), step.timeout_s), step)
+            await self._guarded_io(  # real I/O
+                asyncio.wait_for(self.conn.write_file(dest, data, step.mode), step.timeout_s), step)
             await on_line(f"wrote {dest} from {step.source.name} (mode {step.mode:04o})")
             return None
         raise AssertionError(f"unknown step kind {step.kind}")
@@ -284,20 +285,20 @@ class _Run:
         passes or its timeout is spent; only the last attempt's output is shown."""
         assert self.conn is not None
         command, message = self.render(step.command), self.render(step.message)
-        deadline = time.monotonic() + step.timeout_s
+        deadline = time.monotonic() + step.timeout_s  # real I/O: a command on the host, retried
         attempts = 0
         while True:
             attempts += 1
-            remaining = max(deadline - time.monotonic(), 0.001)
+            remaining = max(deadline - time.monotonic(), 0.001)  # real I/O
             res, out = await self._guarded_io(self.conn.capture(command, timeout_s=remaining))
             if res.exit_status == 0:
                 for line in out:
                     await on_line(line)
                 return 0
             lost = res.exit_status is None and not res.timed_out
-            if not step.wait or lost or res.timed_out or time.monotonic() + step.interval_s >= deadline:
+            if not step.wait or lost or res.timed_out or time.monotonic() + step.interval_s >= deadline:  # real I/O
                 break
-            await asyncio.sleep(step.interval_s)
+            await asyncio.sleep(step.interval_s)  # real I/O
         if lost:
             reason = f"check {_why(res, step.timeout_s)}: {message}"
         elif step.wait:

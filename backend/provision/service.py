@@ -38,8 +38,7 @@ from backend.provision.runner import PlaybookRunner
 from backend.provision.teardown_job import TeardownJob
 from backend.provision.variables import VariablesError, check_extra
 from backend.provision.wheel import WheelError, WheelSource
-from backend.runtime.clock import now_us
-from backend.runtime.event_log import EventLog
+from backend.runtime.bus import EventBus
 from backend.settings import Settings
 from backend.wire.provision import HostKeyOut, OffersOut, ProvisionRequest, RunOut
 
@@ -61,9 +60,10 @@ class RequestError(ValueError):
 
 class Provisioner:
     def __init__(self, settings: Settings, engine: AsyncEngine, catalogue: Catalogue, fleet: Fleet,
-                 events: EventLog, metrics: MetricsReport) -> None:
+                 events: EventBus, metrics: MetricsReport) -> None:
         self.settings, self.catalogue, self.fleet, self.events = settings, catalogue, fleet, events
         self.metrics = metrics
+        self.clock = fleet.clock  # jobs wait on the fleet (heartbeats, drains) on its clock
         self.known_hosts = KnownHosts.in_data_dir(settings.data_dir)
         self.runner = PlaybookRunner(engine, self.known_hosts)
         self.records = ProvisionedHosts(engine)
@@ -100,7 +100,7 @@ class Provisioner:
     # ------------------------------------------------------------------ offers
     async def demand(self, model: str) -> int | None:
         """The model's revenue per hour less host payouts at current demand; None without demand."""
-        rates = (await self.metrics.model(model, now_us(), DEMAND_WINDOW_S)).rates
+        rates = (await self.metrics.model(model, self.clock.now_us(), DEMAND_WINDOW_S)).rates
         if rates.revenue_per_h_nano <= 0:
             return None
         return rates.revenue_per_h_nano - rates.payouts_per_h_nano

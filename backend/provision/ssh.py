@@ -126,13 +126,13 @@ class SshConnection:
         reader = _Reader(channel, loop, lines)
         reader.start()
         pid: int | None = None
-        deadline = loop.time() + timeout_s
+        deadline = loop.time() + timeout_s  # real I/O: a command over SSH
         try:
             while True:
-                remaining = deadline - loop.time()
+                remaining = deadline - loop.time()  # real I/O
                 if remaining <= 0:
                     raise TimeoutError
-                item = await asyncio.wait_for(lines.get(), remaining)
+                item = await asyncio.wait_for(lines.get(), remaining)  # real I/O
                 if isinstance(item, _Exit):
                     return CommandResult(item.status)
                 if pid is None and item.startswith(_PID_MARKER + " "):

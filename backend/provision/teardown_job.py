@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,13 +75,13 @@ class TeardownJob:
         job.enter("draining", f"draining {host.name}: the router sends it no new requests "
                               f"({host.outstanding} in flight)")
         await p.fleet.drain(host, by="teardown")
-        deadline = time.monotonic() + p.settings.teardown_drain_timeout_s
+        deadline = p.clock.monotonic() + p.settings.teardown_drain_timeout_s
         while host.outstanding > 0:
-            if time.monotonic() > deadline:
+            if p.clock.monotonic() > deadline:
                 job.add("phase", f"{host.outstanding} requests still in flight after "
                                  f"{p.settings.teardown_drain_timeout_s:g} s (teardown_drain_timeout_s): going on")
                 return
-            await asyncio.sleep(DRAIN_POLL_S)
+            await p.clock.sleep(DRAIN_POLL_S)
         job.add("phase", f"{host.name} drained: no request in flight")
 
     async def _remove_agent(self) -> None:

@@ -40,7 +40,7 @@ async def build_wheel(source: Path, into: Path, *, timeout_s: float = BUILD_TIME
             sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", *isolation,
             "-w", tmp, str(source), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)  # real I/O: pip in a subprocess
         except TimeoutError:
             proc.kill()
             await proc.wait()

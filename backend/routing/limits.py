@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
+from backend.runtime.clock import REAL_CLOCK, Clock
 
 
 class RateLimiter:
-    def __init__(self, rate_per_s: float, burst: int) -> None:
+    def __init__(self, rate_per_s: float, burst: int, clock: Clock = REAL_CLOCK) -> None:
+        self._mono = clock.monotonic  # bound once: read per request
         self.rate = rate_per_s
         self.burst = max(burst, 1)
         self._buckets: dict[str, list[float]] = {}  # key id -> [tokens, last refill time]
@@ -15,7 +16,7 @@ class RateLimiter:
         """0 if the request may go now, else the seconds until it could."""
         if self.rate <= 0:
             return 0.0
-        now = time.monotonic()
+        now = self._mono()
         b = self._buckets.get(key_id)
         if b is None:
             b = self._buckets[key_id] = [float(self.burst), now]

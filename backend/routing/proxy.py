@@ -1,5 +1,8 @@
 """The path of a paying request: auth, quote, hold, choose, forward, settle.
 
+Forwarding (the transport, retries on another replica) is the Forwarder's (forwarder.py); the
+split of a charge is the ledger's settlement policy. This module holds what makes a request paid.
+
 Nothing here waits on the database except the settlement's durability, which is shared with
 every other request committing at the same moment (group commit).
 """
@@ -12,7 +15,6 @@ import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import aiohttp
 import msgspec
 
 from backend.clients.service import ClientDirectory, KeyInfo
@@ -21,21 +23,22 @@ from backend.fleet.registry import Fleet, Replica
 from backend.ledger import chart
 from backend.ledger.errors import InsufficientFunds, LedgerError
 from backend.ledger.service import Ledger, Usage
+from backend.ledger.settlement_policy import host_share
 from backend.metrics.live import LiveMetrics
 from backend.money import format_usd
 from backend.pricing.quote import Pricer, Quote
 from backend.routing import validation
 from backend.routing.context_fit import context_fit
 from backend.routing.engine_errors import engine_error
+from backend.routing.forwarder import UNREACHABLE, Forwarder, UpstreamFailed
 from backend.routing.limits import RateLimiter
-from backend.runtime.clock import now_us
-from backend.runtime.event_log import EventLog
+from backend.routing.transports import UpstreamResponse
+from backend.runtime.bus import EventBus
 from backend.wire.client_request import ClientRequest, TokenUsage, decode_any, decode_usage, encode
 from backend.wire.errors import ApiError, error_bytes
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 2
 # Tokens a chat template may add around the messages (role markers, system preamble).
 TEMPLATE_TOKENS = 256
 _JSON = "application/json"
@@ -59,12 +62,6 @@ class MeteredError(ApiError):
     """An error answered after the request was metered (settled and counted): not counted again."""
 
 
-class UpstreamFailed(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 @dataclass(slots=True)
 class Call:
     """One client request in flight."""
@@ -85,24 +82,14 @@ class Call:
 
 class Proxy:
     def __init__(self, *, ledger: Ledger, clients: ClientDirectory, fleet: Fleet, models: ModelBook,
-                 pricer: Pricer, events: EventLog, limiter: RateLimiter, max_body_bytes: int,
-                 connect_timeout_s: float, read_timeout_s: float, metrics: LiveMetrics | None = None) -> None:
+                 pricer: Pricer, events: EventBus, limiter: RateLimiter, max_body_bytes: int,
+                 forwarder: Forwarder, metrics: LiveMetrics | None = None) -> None:
         self.ledger, self.clients, self.fleet, self.models = ledger, clients, fleet, models
         self.metrics = metrics or LiveMetrics()
         self.pricer, self.events, self.limiter = pricer, events, limiter
         self.max_body_bytes = max_body_bytes
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        # One pooled session for every upstream call: keep-alive connections to each engine.
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
-                                              skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self.forwarder = forwarder  # started and closed by its owner (Services)
+        self._now_us = fleet.clock.now_us  # the services' clock, bound once: read per request
 
     # ---------------------------------------------------------------- checks
     def authenticate(self, authorization: str | None) -> KeyInfo:
@@ -121,13 +108,13 @@ class Proxy:
     def refused(self, exc: ApiError) -> None:
         """Count a request answered with an error before it was metered (MeteredError: after)."""
         if not isinstance(exc, MeteredError):
-            self.metrics.refused(client=exc.status < 500 and exc.code != "no_capacity", at_us=now_us())
+            self.metrics.refused(client=exc.status < 500 and exc.code != "no_capacity", at_us=self._now_us())
 
     # ---------------------------------------------------------------- the request
     async def handle(self, kind: str, key: KeyInfo, body: bytes, request_id: str | None = None) -> Reply:
         """Serve one request for an authenticated key; raises ApiError for the client. `request_id`:
         what the client's reply says in x-request-id (minted here if not given)."""
-        started = now_us()
+        started = self._now_us()
         wait = self.limiter.allow(key.id)
         if wait:
             after = math.ceil(wait)  # whole seconds, as Retry-After says: never "retry in 0.0s"
@@ -183,7 +170,9 @@ class Proxy:
             body = encode(doc)
         path = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
         try:
-            rep, resp, payload = await self._open(call, path, body, first)
+            rep, resp, payload = await self.forwarder.open(call.model, path, body, first, stream=call.stream,
+                                                           need=call.need)
+            call.first_byte_us = self._now_us()
         except UpstreamFailed as exc:
             self._settle(call, None, None, status="failed")
             raise MeteredError(exc.status, str(exc), code="upstream_failed") from None
@@ -194,59 +183,7 @@ class Proxy:
             return await self._finish_unary(call, rep, resp, payload)
         return Reply(200, b"text/event-stream", request_id, stream=self._relay(call, rep, resp, payload))
 
-    async def _open(self, call: Call, path: str, body: bytes,
-                    rep: Replica) -> tuple[Replica, aiohttp.ClientResponse, bytes]:
-        """Send to a replica; on a failure before any byte reached the client, try another
-        (at most MAX_RETRIES more). Returns the replica, the response and the full body (not
-        streaming) or its first chunk (streaming)."""
-        assert self._session is not None
-        tried: tuple[Replica, ...] = ()
-        last = UpstreamFailed(502, "no replica answered")
-        for attempt in range(MAX_RETRIES + 1):
-            if attempt:
-                rep = self.fleet.choose(call.model, tried, call.need)
-                if rep is None:
-                    break
-            tried += (rep,)
-            rep.outstanding += 1
-            resp = None
-            try:
-                # rep.headers and rep.ssl: built once per host, with its engine key and the certificate
-                # pin its engines serve TLS with (backend/fleet/registry.py).
-                resp = await self._session.post(rep.endpoint(path), data=body, headers=rep.headers, ssl=rep.ssl)
-                if resp.status >= 500:
-                    raise UpstreamFailed(502, f"the engine answered {resp.status}")
-                if resp.status == 401:  # the engine's key, not the client's: never pass this on as theirs
-                    raise UpstreamFailed(502, "the engine refused the router's engine key (401)")
-                if call.stream and resp.status == 200:
-                    payload = await resp.content.readany()
-                    if not payload:
-                        raise UpstreamFailed(502, "the engine closed the stream before sending anything")
-                else:
-                    payload = await resp.read()
-                call.first_byte_us = now_us()
-                return rep, resp, payload
-            except TimeoutError:
-                last = UpstreamFailed(504, f"{call.model}: the engine did not answer in time")
-                why = "timeout"
-            except aiohttp.ClientError as exc:
-                last = UpstreamFailed(502, f"{call.model}: the engine could not be reached ({type(exc).__name__})")
-                why = type(exc).__name__
-            except UpstreamFailed as exc:
-                last = UpstreamFailed(502, f"{call.model}: {exc}")
-                why = str(exc)
-            except BaseException:
-                rep.outstanding -= 1
-                if resp is not None:
-                    resp.close()
-                raise
-            rep.outstanding -= 1
-            if resp is not None:
-                resp.close()
-            self.fleet.failed(rep, why)
-        raise UpstreamFailed(last.status, f"{last} (tried {len(tried)} replica{'s' if len(tried) > 1 else ''})")
-
-    async def _finish_unary(self, call: Call, rep: Replica, resp: aiohttp.ClientResponse, body: bytes) -> Reply:
+    async def _finish_unary(self, call: Call, rep: Replica, resp: UpstreamResponse, body: bytes) -> Reply:
         try:
             usage = None
             if resp.status == 200:
@@ -272,7 +209,7 @@ class Proxy:
             rep.outstanding -= 1
             resp.release()
 
-    async def _relay(self, call: Call, rep: Replica, resp: aiohttp.ClientResponse,
+    async def _relay(self, call: Call, rep: Replica, resp: UpstreamResponse,
                      first: bytes) -> AsyncIterator[bytes]:
         """Pass the engine's SSE bytes through; read usage from the stream's tail; hold back
         the final [DONE] until the settlement is durable."""
@@ -307,7 +244,7 @@ class Proxy:
                 cut = None if done else "the engine closed the stream early"
             except TimeoutError:
                 cut = "the engine stopped sending"
-            except aiohttp.ClientError as exc:
+            except UNREACHABLE as exc:
                 cut = f"the engine connection broke ({type(exc).__name__})"
             if cut is None:
                 outcome = "ok" if usage is not None else "failed"
@@ -339,12 +276,12 @@ class Proxy:
         completion = usage.completion_tokens if usage else 0
         charged = min(call.quote.cost(prompt, completion), call.held) if status != "failed" else 0
         host = rep.host if rep is not None else None
-        share = charged * host.payout_share_bps // 10_000 if host is not None else 0
+        share = host_share(charged, host.payout_share_bps) if host is not None else 0
         record = Usage(request_id=call.request_id, client_id=call.key.client_id, key_id=call.key.id,
                        model=call.model, host_id=host.id if host else None, prompt_tokens=prompt,
                        completion_tokens=completion, price_prompt_per_mtok=call.quote.prompt_per_mtok,
                        price_completion_per_mtok=call.quote.completion_per_mtok, started_us=call.started_us,
-                       first_byte_us=call.first_byte_us, finished_us=now_us(), status=status)
+                       first_byte_us=call.first_byte_us, finished_us=self._now_us(), status=status)
         try:
             _, fut = self.ledger.settle_nowait(call.request_id, charged=charged, usage=record, host_share=share,
                                                host_account=host.payable_account if share else None)

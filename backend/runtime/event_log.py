@@ -1,38 +1,29 @@
-"""What happened, for the operator: host joined / lost / drained, key issued / revoked, model
-toggled, errors. A bounded in-memory ring (the console's Events view reads it) mirrored to the log."""
+"""What happened, for the operator: the bus's events kept in a bounded in-memory ring, the newest
+2,000 (GET /admin/events and the console's Events view read it). The ring is one subscriber of
+the bus (backend/runtime/bus.py); the log file is another."""
 
 from __future__ import annotations
 
-import logging
 from collections import deque
-from dataclasses import dataclass
 
-from backend.runtime.clock import now_us
+from backend.runtime.bus import Event, EventBus
 
-log = logging.getLogger("tokenmill.events")
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    seq: int
-    ts_us: int
-    kind: str  # e.g. "host.joined", "key.revoked", "model.disabled", "upstream.error"
-    subject: str  # what it is about: a host, client, key or model id
-    message: str
-    level: str = "info"  # "info", "warning", "error"
+__all__ = ["Event", "EventLog"]
 
 
 class EventLog:
-    def __init__(self, capacity: int = 2000) -> None:
+    def __init__(self, capacity: int = 2000, bus: EventBus | None = None) -> None:
         self._ring: deque[Event] = deque(maxlen=capacity)
-        self._seq = 0
+        self.bus = bus or EventBus()  # a bus of its own when built alone (a tool, a test)
+        self.bus.attach("ring", self._ring.append)
 
     def add(self, kind: str, subject: str, message: str, level: str = "info") -> Event:
-        self._seq += 1
-        event = Event(self._seq, now_us(), kind, subject, message, level)
-        self._ring.append(event)
-        log.log(logging.WARNING if level != "info" else logging.INFO, "%s %s: %s", kind, subject, message)
-        return event
+        """Publish on the bus (the call shape emitters used before the bus; the ring keeps it)."""
+        return self.bus.add(kind, subject, message, level)
+
+    @property
+    def last_seq(self) -> int:
+        return self._ring[-1].seq if self._ring else 0
 
     def since(self, seq: int = 0, limit: int = 500) -> list[Event]:
         """Events after `seq`, oldest first (at most `limit`, the newest ones)."""

@@ -159,6 +159,29 @@ class EventOut(msgspec.Struct):
     level: str
 
 
+class EventsMissed(msgspec.Struct):
+    """In the live events stream (`event: missed`): events this reader lost, because it fell
+    behind the backend's bounded queue or they left the backend's ring before it came back."""
+
+    missed: int
+
+
+class LoopOut(msgspec.Struct):
+    """One background loop under the supervisor. Times are UTC µs; null: not yet (or not now)."""
+
+    name: str  # e.g. "fleet.health", "ledger.hold_expiry"
+    kind: Literal["every", "schedule", "loop"]  # periodic, calendar schedule, or continuous
+    every: str  # what drives it, in words: "every 2s", "monthly on day 2 at 00:00 UTC", "continuous"
+    after: list[str]  # loops started before this one (and stopped after it)
+    state: Literal["registered", "running", "backing_off", "stopped"]
+    runs: int
+    restarts: int  # times it raised and was started again
+    last_run_us: int | None
+    next_run_us: int | None
+    last_error: str | None
+    last_error_us: int | None
+
+
 class StatusOut(msgspec.Struct):
     version: str
     simulated: bool  # serving the embedded local fleet and synthetic traffic

@@ -116,3 +116,23 @@ def test_event_detail_and_filter_120x40(snap_compare, backend):
         await _settle(pilot, before)
 
     assert snap_compare(_app(backend, "events"), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_loops_120x40(snap_compare, backend):
+    """The supervisor's loops. Drawn once the periodic loops have run at the fixed clock's instant
+    (they run on real time, so the first seconds differ from run to run); the health check, every
+    hour on these settings, has not run yet."""
+    async def run_before(pilot):
+        await _settle(pilot)
+
+        async def ran_now() -> bool:
+            loops = {x.name: x for x in await pilot.app.api.loops()}
+            return all(loops[n].last_run_us == DEMO_NOW_US for n in ("ledger.hold_expiry", "metrics.gpu_cost"))
+
+        while not await ran_now():
+            await pilot.pause(0.1)
+        before = pilot.app.refreshes
+        pilot.app.request_refresh()
+        await _settle(pilot, before)
+
+    assert snap_compare(_app(backend, "loops"), terminal_size=(120, 40), run_before=run_before)

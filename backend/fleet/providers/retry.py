@@ -7,16 +7,15 @@ applied by the provider: the caller must first find out whether it was (see http
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from backend.fleet.providers.errors import ProviderError, RateLimited, label
+from backend.runtime.clock import REAL_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,7 +37,8 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110).
+    `now`: the caller's clock, in seconds since the epoch (the real clock when not given)."""
     if not value:
         return None
     value = value.strip()
@@ -52,14 +52,14 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, when.timestamp() - (REAL_CLOCK.now_us() / 1_000_000 if now is None else now))
 
 
 async def with_retries(op: Callable[[], Awaitable[T]], policy: RetryPolicy, *, what: str, idempotent: bool = True,
-                       rng: random.Random | None = None) -> T:
+                       rng: random.Random | None = None, clock: Clock = REAL_CLOCK) -> T:
     """Run `op`, repeating it after retryable failures within the policy's attempts and time."""
     rng = rng or random.Random()
-    started = time.monotonic()
+    started = clock.monotonic()
     failures = 0
     while True:
         try:
@@ -72,8 +72,8 @@ async def with_retries(op: Callable[[], Awaitable[T]], policy: RetryPolicy, *, w
             delay = policy.backoff(failures, rng)
             if isinstance(err, RateLimited) and err.retry_after_s is not None:
                 delay = max(delay, err.retry_after_s)
-            if time.monotonic() - started + delay > policy.total_s:
+            if clock.monotonic() - started + delay > policy.total_s:
                 raise
             log.warning("%s: %s failed (%s); retrying in %.2f s (attempt %d of %d)",
                         label(err.provider), what, err.message, delay, failures + 1, policy.attempts)
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)
