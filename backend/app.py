@@ -93,7 +93,8 @@ class Services:
         live = LiveMetrics()
         replayed = await restore(engine, live, clock.now_us())
         log.info("replayed %d usage events of the last hour into the live metrics", replayed)
-        meter = GpuCostMeter(engine, fleet, clock=clock, supervisor=supervisor)
+        meter = GpuCostMeter(engine, fleet, tick_s=settings.gpu_meter_tick_s,
+                             persist_every_s=settings.gpu_cost_persist_s, clock=clock, supervisor=supervisor)
         meter.start()
         forwarder = Forwarder(fleet, AiohttpTransport(connect_timeout_s=settings.upstream_connect_timeout_s,
                                                       read_timeout_s=settings.upstream_read_timeout_s))

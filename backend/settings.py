@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = Field(default=3.0, gt=0)
     upstream_read_timeout_s: float = Field(default=120.0, gt=0, description="Longest silence from an engine.")
     heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    gpu_meter_tick_s: float = Field(
+        default=5.0, gt=0, description="How often the GPU cost meter matches its stretches to the connected hosts."
+    )
+    gpu_cost_persist_s: float = Field(
+        default=60.0, gt=0, description="How often open GPU cost stretches reach the database: what a crash can "
+        "lose. A simulation, which does not crash, may write far less often."
+    )
     events_stream_s: float = Field(
         default=300.0, gt=0, description="A live events stream (GET /admin/events/stream) ends after this long; "
         "the console reconnects from the last event it saw, so a forgotten connection does not stay forever."

@@ -122,6 +122,7 @@ def _key(value: object, what: str = "idempotency key") -> str:
 
 
 _INT64_MAX = 2**63 - 1
+_NEVER = _INT64_MAX  # no hold falls due
 
 
 def _text(value: object, what: str) -> None:
@@ -146,7 +147,7 @@ class Ledger:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         max_batch: int = 4096,
         default_hold_ttl_us: int = 15 * 60 * 1_000_000,
-        expiry_interval_s: float = 1.0,
+        expiry_interval_s: float = 60.0,
         recent_keys: int = 100_000,
         clock: Clock = REAL_CLOCK,
         supervisor: Supervisor | None = None,
@@ -168,8 +169,12 @@ class Ledger:
         # ledger runs alone (tests, tools), started and stopped with it.
         self._own_loops = supervisor is None
         self._loops = Supervisor(clock) if supervisor is None else supervisor
+        # The sweep runs when the earliest hold falls due (a hold that falls due before the next
+        # sweep wakes it), and at least every expiry_interval_s: not once a second for nothing.
+        self._sweep_due_us = 0 if expiry_interval_s <= 0 else _NEVER
         if expiry_interval_s > 0:
-            self._loops.every("ledger.hold_expiry", self.expire_due, expiry_interval_s)
+            self._loops.every("ledger.hold_expiry", self._sweep, expiry_interval_s, first_run_s=0,
+                              describe=f"when a hold falls due (at least every {expiry_interval_s:g}s)")
         self._available = False
         # Start time (µs, hex, fixed width) plus randomness: unique across restarts and replicas.
         self._epoch = f"{self._now_us():013x}{secrets.token_hex(2)}"
@@ -507,6 +512,9 @@ class Ledger:
         d.debits_pending += amount
         c.credits_pending += amount
         self._holds[key] = hold
+        if hold.expires_us < self._sweep_due_us:  # falls due before the next sweep: move it up
+            self._sweep_due_us = hold.expires_us
+            self._loops.wake("ledger.hold_expiry")
         op = Op(result=hold)
         op.transfers.append(self._row(key, "pending", d, c, amount, code, ref, ts, expires_us=hold.expires_us))
         op.open_add.append((key, hold.expires_us))
@@ -663,6 +671,15 @@ class Ledger:
         return len(holds), sum(h.amount for h in holds)
 
     # ------------------------------------------------------------------ expiry
+    def _sweep(self) -> float | None:
+        """The expiry loop's run: release what is due; return the seconds until the next hold falls
+        due (the supervisor runs it then, or after its interval if that comes first)."""
+        self.expire_due()
+        now = self._now_us()
+        earliest = min((h.expires_us for h in self._holds.values() if h.expires_us is not None), default=None)
+        self._sweep_due_us = _NEVER if earliest is None else earliest
+        return None if earliest is None else max(earliest - now, 0) / 1_000_000
+
     def expire_due(self, now: int | None = None) -> list[asyncio.Future]:
         """Release every hold whose time ran out. Returns the durability futures."""
         if not self._available:

@@ -103,7 +103,10 @@ class Clock:
         try:
             return await fut
         except asyncio.CancelledError:
-            if expired:
+            # Our own timeout, unless this task is itself being cancelled at the same instant (a
+            # stop): turning that into TimeoutError would swallow the cancellation.
+            task = asyncio.current_task()
+            if expired and not (task is not None and task.cancelling()):
                 raise TimeoutError from None
             raise
         finally:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import insert, select, update
@@ -65,6 +65,7 @@ class _Entry:
     body: Callable[[_Entry], Awaitable[None]]
     task: asyncio.Task | None = None
     failures: int = 0  # in a row; sets the backoff
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set: run an `every` loop now
 
 
 class Supervisor:
@@ -79,10 +80,12 @@ class Supervisor:
 
     # ---------------------------------------------------------------- registering
     def every(self, name: str, fn: Callable[[], Awaitable[Any] | Any], interval_s: float, *,
-              after: Iterable[str] = (), first_run_s: float | None = None) -> None:
+              after: Iterable[str] = (), first_run_s: float | None = None, describe: str | None = None) -> None:
         """Run `fn` every `interval_s` seconds (from the end of one run to the start of the next).
         The first run is `first_run_s` after start (default: one interval; 0: at once).
-        `fn` may be a coroutine function or a plain one."""
+        `fn` may be a coroutine function or a plain one. A run that returns a number of seconds
+        below the interval is next run that much later (work known to fall due sooner), and
+        `wake(name)` runs it at once: a loop can sleep long yet act on time."""
         if interval_s <= 0:
             raise ValueError(f"{name}: interval must be positive, not {interval_s}")
         first = interval_s if first_run_s is None else first_run_s
@@ -92,11 +95,26 @@ class Supervisor:
             delay = 0.0 if e.failures else first if e.info.runs == 0 else interval_s
             while True:
                 e.info.next_run_us = self.clock.now_us() + round(delay * 1_000_000)
-                await self.clock.sleep(delay)
-                await self._run_once(e, fn)
+                await self._nap(e, delay)
+                sooner = await self._run_once(e, fn)
                 delay = interval_s
+                if isinstance(sooner, int | float) and not isinstance(sooner, bool) and sooner < interval_s:
+                    delay = max(float(sooner), 0.0)
 
-        self._add(LoopInfo(name, "every", f"every {interval_s:g}s", tuple(after)), body)
+        self._add(LoopInfo(name, "every", describe or f"every {interval_s:g}s", tuple(after)), body)
+
+    def wake(self, name: str) -> None:
+        """Run the `every` loop `name` now rather than at its next time (no-op for an unknown name)."""
+        e = self._entries.get(name)
+        if e is not None:
+            e.wake.set()
+
+    async def _nap(self, e: _Entry, delay: float) -> None:
+        """Sleep `delay` seconds, or less if woken; a wake that came during the last run counts."""
+        if not e.wake.is_set() and delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await self.clock.wait_for(e.wake.wait(), delay)
+        e.wake.clear()
 
     def loop(self, name: str, fn: Callable[[], Awaitable[None]], *, after: Iterable[str] = ()) -> None:
         """Run the coroutine `fn()` for as long as the supervisor runs; restart it if it raises.
@@ -248,13 +266,14 @@ class Supervisor:
                 await self.clock.sleep(pause)
                 info.state = "running"
 
-    async def _run_once(self, e: _Entry, fn: Callable[..., Any], *args: Any) -> None:
+    async def _run_once(self, e: _Entry, fn: Callable[..., Any], *args: Any) -> Any:
         result = fn(*args)
         if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            await result
+            result = await result
         e.failures = 0
         e.info.runs += 1
         e.info.last_run_us = self.clock.now_us()
+        return result
 
     # ---------------------------------------------------------------- schedule store
     async def _last_scheduled(self, name: str) -> int | None:

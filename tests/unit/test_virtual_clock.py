@@ -4,6 +4,7 @@ timer when the event loop has nothing left to run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -182,3 +183,21 @@ async def test_time_stands_still_while_held_and_moves_on_after():
         assert clock.elapsed_s == 0 and not sleeper.done()
     await sleeper
     assert clock.elapsed_s == 60
+
+
+async def test_a_cancel_at_the_instant_a_wait_for_times_out_still_cancels():
+    """A supervisor's stop can land at the very instant a loop's wait_for times out: the loop must
+    end, not take the cancellation for its own timeout and go on napping forever."""
+    clock = VirtualClock(0)
+    never = asyncio.Event()
+
+    async def napper() -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await clock.wait_for(never.wait(), 5)
+
+    task = asyncio.create_task(napper())
+    await clock.sleep(5)  # wakes at the instant the napper's timeout fires
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)  # real seconds: the napper would spin in virtual time
+    assert done and task.cancelled()
