@@ -21,6 +21,7 @@ from backend.ledger.errors import (
 from backend.ledger.queries import account_sums, check_invariants
 from backend.ledger.service import Ledger, Usage
 from backend.money import NANO_PER_USD
+from backend.runtime.clock import VirtualClock
 
 USD = NANO_PER_USD
 CLIENT = chart.client_account("acme")
@@ -329,3 +330,27 @@ async def test_a_lazy_hold_rides_with_the_next_commit_or_a_timer(ledger):
     await ledger.settle(h2.key, charged=5, usage=usage("req-lazy"))  # one commit for both
     assert d2.done() and ledger.stats["batches"] == before + 2
     await assert_sound(ledger)
+
+
+async def test_a_hold_is_released_when_it_falls_due_not_at_the_next_sweep(engine):
+    """The expiry sweep sleeps up to its interval (an hour here) yet a hold whose time runs out sooner
+    is released then: a new hold that falls due first wakes it, and each sweep sleeps until the
+    earliest hold. On the virtual clock, so the hour costs nothing."""
+    clock = VirtualClock(1_767_225_600_000_000)
+    with clock.hold():
+        led = Ledger(engine, expiry_interval_s=3600, clock=clock)
+        await led.start()
+        client = chart.client_account("acme")
+        await led.open_account(client, chart.Kind.CLIENT_PREPAID, owner="acme")
+        await led.transfer("grant", chart.PROMOTIONS, client, 1_000, code="grant")
+    try:
+        await clock.sleep(10)  # the first sweep ran at start, found nothing, and sleeps an hour
+        with clock.hold():
+            await led.hold(client, chart.REVENUE, 100, code="usage", ttl_us=30_000_000)
+        await clock.sleep(29)
+        assert len(led.open_holds()) == 1 and led.account(client).available == 900
+        await clock.sleep(2)
+        assert led.open_holds() == [] and led.account(client).available == 1_000
+    finally:
+        with clock.hold():
+            await led.close()

@@ -181,3 +181,28 @@ async def test_remove_stops_one_loop_and_forgets_it_unless_another_needs_it():
     assert ticks == [0, 1, 2]
     assert [i.name for i in sup.loops()] == ["base", "user"]
     await sup.stop()
+
+
+async def test_a_periodic_loop_runs_sooner_when_it_asks_or_is_woken():
+    """A loop with a long interval still acts on time: a run may return the seconds until work falls
+    due (below the interval), and wake() runs it at once, even when the wake came during a run."""
+    clock = VirtualClock(START_US)
+    sup = Supervisor(clock)
+    runs: list[float] = []
+    ask: list[float | None] = [5.0, None, None, None]
+
+    def sweep() -> float | None:
+        runs.append(clock.elapsed_s)
+        return ask.pop(0) if ask else None
+
+    sup.every("sweep", sweep, 60, first_run_s=0)
+    sup.start()
+    await clock.sleep(30)
+    assert runs == [0, 5]  # asked for 5 s; then the interval, 60 s, from 5
+    sup.wake("sweep")
+    await clock.sleep(1)
+    assert runs == [0, 5, 30]  # woken at 30
+    await clock.sleep(60)
+    assert runs == [0, 5, 30, 90]  # and the interval again from there
+    sup.wake("nobody")  # an unknown name is a no-op
+    await sup.stop()
