@@ -213,3 +213,19 @@ def router_settings(tmp_path, **overrides) -> Settings:
     base = dict(data_dir=tmp_path, heartbeat_interval_s=0.3, key_rate_limit_rps=0, hold_ttl_s=600)
     base.update(overrides)
     return Settings(**base)
+
+
+@contextlib.asynccontextmanager
+async def openai_client(router: Router):
+    """The real OpenAI SDK as a new client with credit would use it (no retries, so a test sees each
+    answer); `tm_client_id` and `tm_secret` say whose it is."""
+    import openai
+
+    client_id, secret = await router.client_with_key()
+    client = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0)
+    client.tm_client_id = client_id
+    client.tm_secret = secret
+    try:
+        yield client
+    finally:
+        await client.close()

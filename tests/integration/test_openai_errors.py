@@ -13,7 +13,7 @@ from backend.metrics.live import MINUTE_US
 from backend.routing.engine_errors import engine_error
 from backend.runtime.clock import now_us
 from hostkit.sim.engine import SimTiming
-from tests.router_harness import router_settings, running_router
+from tests.router_harness import openai_client, router_settings, running_router
 
 MODEL = "llama-3.1-8b-instruct"
 HI = [{"role": "user", "content": "hi"}]
@@ -29,12 +29,8 @@ async def router(tmp_path):
 
 @pytest.fixture
 async def sdk(router):
-    client_id, secret = await router.client_with_key()
-    client = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0)
-    client.tm_client_id = client_id
-    client.tm_secret = secret
-    yield client
-    await client.close()
+    async with openai_client(router) as client:
+        yield client
 
 
 async def _usage(router, request_id: str):

@@ -13,7 +13,7 @@ import pytest
 from backend.metrics.live import MINUTE_US
 from backend.routing.validation import MAX_JSON_DEPTH, too_deep
 from backend.runtime.clock import now_us
-from tests.router_harness import router_settings, running_router
+from tests.router_harness import openai_client, router_settings, running_router
 
 MODEL = "llama-3.1-8b-instruct"
 OTHER = "qwen2.5-0.5b-instruct"
@@ -30,12 +30,8 @@ async def router(tmp_path):
 
 @pytest.fixture
 async def sdk(router):
-    client_id, secret = await router.client_with_key()
-    client = openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=secret, max_retries=0)
-    client.tm_client_id = client_id
-    client.tm_secret = secret
-    yield client
-    await client.close()
+    async with openai_client(router) as client:
+        yield client
 
 
 def _live(router):
