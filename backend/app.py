@@ -24,6 +24,7 @@ from backend.ledger.errors import LedgerError
 from backend.ledger.service import Ledger
 from backend.metrics.gpu_cost import GpuCostMeter
 from backend.metrics.live import LiveMetrics
+from backend.metrics.load import LoadTracker
 from backend.metrics.report import MetricsReport
 from backend.metrics.restore import restore
 from backend.money import format_usd
@@ -65,6 +66,8 @@ class Services:
     forwarder: Forwarder | None = None
     # Runs every background loop (GET /admin/loops shows them). Set by start().
     supervisor: Supervisor = field(default_factory=Supervisor)
+    # Each model's load over a window (pricing and the autoscaler decide from it). Set by start().
+    load: LoadTracker | None = None
 
     @classmethod
     async def start(cls, settings: Settings, catalogue: Catalogue | None = None,
@@ -93,6 +96,9 @@ class Services:
         live = LiveMetrics()
         replayed = await restore(engine, live, clock.now_us())
         log.info("replayed %d usage events of the last hour into the live metrics", replayed)
+        # Each model's load over a window, sampled every heartbeat: what pricing and the autoscaler read.
+        load = LoadTracker(fleet, live, catalogue, sample_s=settings.heartbeat_interval_s,
+                           keep_s=max(settings.pricing.window_s, settings.autoscaler.window_s), supervisor=supervisor)
         meter = GpuCostMeter(engine, fleet, tick_s=settings.gpu_meter_tick_s,
                              persist_every_s=settings.gpu_cost_persist_s, clock=clock, supervisor=supervisor)
         meter.start()
@@ -109,7 +115,7 @@ class Services:
         bus.add("backend.started", "tokenmill", f"tokenmill {__version__} serving")
         return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
                    settings.ensure_admin_token(), metrics, provisioner, clock.now_us(), forwarder=forwarder,
-                   clock=clock, supervisor=supervisor)
+                   clock=clock, supervisor=supervisor, load=load)
 
     @property
     def bus(self) -> EventBus:

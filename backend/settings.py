@@ -12,8 +12,10 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from backend.money import MoneyError, parse_usd
 
 CONFIG_ENV = "TOKENMILL_CONFIG"
 
@@ -46,8 +48,101 @@ def find_config_file() -> Path | None:
     return None
 
 
+class PricingSettings(BaseModel):
+    """`[pricing]`: the dynamic pricing engine (backend/pricing/policy.py documents the formula).
+
+    Each model's price sits in its market range (the catalogue's, or the operator's floor and
+    ceiling): at `base_position` of the range when its load equals `target_utilization`, higher
+    when busier, lower when idle; `peak_premium` on top during `peak_hours` (UTC); never more than
+    `max_step_pct` per interval, and not at all for a move under `hysteresis_pct`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="false: every model at its list price (or its pin).")
+    interval_s: float = Field(default=60.0, gt=0, description="How often prices are recomputed.")
+    window_s: float = Field(default=300.0, gt=0, description="Load is averaged over this long.")
+    target_utilization: float = Field(default=0.60, gt=0, lt=1, description="The load the base price is for.")
+    utilization_weight: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Load = this x the engines' utilization + the rest x demand / capacity tokens/s.")
+    sensitivity: float = Field(
+        default=1.0, gt=0, description="How far up the range one unit of load above the target moves the price.")
+    base_position: float = Field(
+        default=0.4, ge=0, le=1, description="Where in the market range the price sits at the target load "
+        "(0.4: just under the market midpoint, to attract traffic).")
+    peak_hours: list[int] = Field(default_factory=lambda: list(range(13, 22)),
+                                  description="UTC hours (0-23) that are peak time.")
+    peak_premium: float = Field(default=0.10, ge=0, le=1, description="Added during peak hours (0.10 = +10 %).")
+    max_step_pct: float = Field(default=5.0, gt=0, le=100, description="Largest change per interval, percent.")
+    hysteresis_pct: float = Field(
+        default=1.0, ge=0, lt=100, description="A target closer than this (percent) to the price leaves it as is.")
+
+    @field_validator("peak_hours")
+    @classmethod
+    def _hours(cls, v: list[int]) -> list[int]:
+        bad = [h for h in v if not 0 <= h <= 23]
+        if bad:
+            raise ValueError(f"hours are 0-23 (UTC), got {bad}")
+        return sorted(set(v))
+
+
+class AutoscalerSettings(BaseModel):
+    """`[autoscaler]`: replicas per model from load (backend/autoscaler/policy.py).
+
+    Scale up when a model's load stays above `upper_threshold` (or its engines queue more than
+    `overload_waiting` requests per replica) for `upscale_delay` decisions in a row; down when it
+    stays under `lower_threshold` for `downscale_delay` decisions; towards the replicas that would
+    bring it to `target_utilization`, within each model's min and max and the fleet budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=False, description="Rent and release hosts by itself (`serve --local`: on).")
+    interval_s: float = Field(default=60.0, gt=0, description="Between decisions.")
+    window_s: float = Field(default=300.0, gt=0, description="Load is averaged over this long.")
+    target_utilization: float = Field(default=0.60, gt=0, lt=1)
+    upper_threshold: float = Field(default=0.80, gt=0, le=2)
+    lower_threshold: float = Field(default=0.30, ge=0, lt=1)
+    overload_waiting: float = Field(
+        default=2.0, ge=0, description="Mean requests waiting per replica that count as overload.")
+    upscale_delay: int = Field(default=3, ge=1, description="Consecutive decisions wanting more before renting.")
+    downscale_delay: int = Field(default=10, ge=1, description="Consecutive decisions wanting fewer before releasing.")
+    min_replicas: int = Field(default=1, ge=0, description="Per model, unless the operator sets its own.")
+    max_replicas: int = Field(default=4, ge=1, description="Per model, unless the operator sets its own.")
+    budget_per_hour_usd: str = Field(
+        default="10.00", description="What rented hosts may cost together, USD per hour (a decimal string).")
+    providers: list[str] = Field(
+        default_factory=list, description="Where to rent; empty = every provider with credentials.")
+    host_keys: Literal["ask", "trust_new_instance"] = Field(
+        default="ask", description="ask: a rented host waits for the operator to confirm its SSH key in the "
+        "console; trust_new_instance: accept the key of an instance the provider just created for us (a "
+        "machine-in-the-middle between us and the new instance would go unnoticed).")
+
+    @field_validator("budget_per_hour_usd")
+    @classmethod
+    def _budget(cls, v: str) -> str:
+        try:
+            parse_usd(v, what="budget_per_hour_usd")
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> AutoscalerSettings:
+        if not self.lower_threshold < self.target_utilization < self.upper_threshold:
+            raise ValueError(f"need lower_threshold < target_utilization < upper_threshold, got "
+                             f"{self.lower_threshold} / {self.target_utilization} / {self.upper_threshold}")
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        return self
+
+    @property
+    def budget_nano(self) -> int:
+        return parse_usd(self.budget_per_hour_usd, what="budget_per_hour_usd")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TOKENMILL_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix="TOKENMILL_", extra="forbid", validate_default=True,
+                                      env_nested_delimiter="__")
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Ledger, logs and admin token.")
     database_url: str = Field(default="", repr=False, description="SQLAlchemy URL; empty = SQLite in data_dir.")
@@ -140,6 +235,9 @@ class Settings(BaseSettings):
     teardown_drain_timeout_s: float = Field(
         default=600.0, gt=0, description="Longest wait for a host's requests in flight before it is torn down."
     )
+    pricing: PricingSettings = Field(default_factory=PricingSettings, description="Dynamic pricing ([pricing]).")
+    autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings,
+                                           description="The autoscaler ([autoscaler]).")
 
     config_file: Path | None = Field(default=None, exclude=True)
 
@@ -235,7 +333,7 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for err in exc.errors(include_url=False):
             field = ".".join(str(p) for p in err["loc"]) or "(settings)"
-            env = f"TOKENMILL_{field.upper()}"
+            env = f"TOKENMILL_{field.upper().replace('.', '__')}"
             lines.append(f"{where}: field {field} (or {env}): {err['msg']}")
         raise SettingsError("\n".join(lines)) from None
     finally:

@@ -1,8 +1,10 @@
 """Every table, imported once so that SQLModel.metadata (and Alembic) sees the whole schema."""
 
+from backend.autoscaler.tables import ModelScaling
 from backend.clients.tables import ApiKey, Client
 from backend.fleet.tables import Host, ModelSetting
 from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer, UsageEvent
+from backend.pricing.tables import ModelPricing, PriceChange
 from backend.provision.tables import ProvisionedHost, ProvisionRun, ProvisionStep
 from backend.runtime.tables import ScheduleRun
 
@@ -13,7 +15,10 @@ __all__ = [
     "LedgerAccount",
     "LedgerOpenHold",
     "LedgerTransfer",
+    "ModelPricing",
+    "ModelScaling",
     "ModelSetting",
+    "PriceChange",
     "ProvisionRun",
     "ProvisionStep",
     "ProvisionedHost",

@@ -79,6 +79,9 @@ class EngineMetrics(msgspec.Struct, omit_defaults=True):
     kv_cache_usage_perc: float = 0.0  # vllm:kv_cache_usage_perc (0..1)
     prompt_tokens_total: int = 0  # vllm:prompt_tokens_total
     generation_tokens_total: int = 0  # vllm:generation_tokens_total
+    # Requests the engine runs at once at most (vLLM's max_num_seqs, the sim's max_concurrency):
+    # running + waiting against it is the engine's load. None: not known (an older agent).
+    max_num_seqs: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class ServedModel(msgspec.Struct, omit_defaults=True):

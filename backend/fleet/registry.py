@@ -244,6 +244,12 @@ class Fleet:
         """Still waiting for a first check is not a fault; a failed check or an ejection is."""
         return (r.check is None or r.check.passed) and r.ejected_until <= self._mono()
 
+    def routable_now(self, r: Replica) -> bool:
+        """Whether the balancer could choose `r` now (choose()'s test, for load and capacity)."""
+        h, now = r.host, self._mono()
+        return (h.state == "active" and h.registered and now - h.last_seen <= self._down_after and r.ready
+                and r.check is not None and r.check.passed and r.ejected_until <= now)
+
     def replicas(self, model: str) -> list[Replica]:
         return self._by_model.get(model, [])
 

@@ -34,7 +34,9 @@ from backend.wire.admin import (
     StatusOut,
     UsageOut,
 )
+from backend.wire.autoscaler import AutoscalerOut, ModelScalingOut, SetModelScaling
 from backend.wire.errors import Envelope
+from backend.wire.pricing import ModelPricingOut, PriceHistoryOut, PricingOut, SetModelPricing
 from backend.wire.provision import ConfirmHostKey, HostKeyOut, JobOut, OffersOut, ProvisionRequest, RunOut
 
 T = TypeVar("T")
@@ -128,6 +130,24 @@ class AdminClient:
 
     async def hosts(self) -> list[HostOut]:
         return await self._call("GET", "/hosts", list[HostOut])
+
+    # ------------------------------------------------------------------ pricing and autoscaling
+    async def pricing(self) -> PricingOut:
+        return await self._call("GET", "/pricing", PricingOut)
+
+    async def model_prices(self, model_id: str, from_us: int | None = None,
+                           to_us: int | None = None) -> PriceHistoryOut:
+        params = {k: v for k, v in (("from", from_us), ("to", to_us)) if v is not None}
+        return await self._call("GET", f"/models/{model_id}/prices", PriceHistoryOut, params=params)
+
+    async def set_model_pricing(self, model_id: str, change: SetModelPricing) -> ModelPricingOut:
+        return await self._call("PUT", f"/models/{model_id}/pricing", ModelPricingOut, body=change)
+
+    async def autoscaler(self) -> AutoscalerOut:
+        return await self._call("GET", "/autoscaler", AutoscalerOut)
+
+    async def set_model_scaling(self, model_id: str, change: SetModelScaling) -> ModelScalingOut:
+        return await self._call("PUT", f"/models/{model_id}/scaling", ModelScalingOut, body=change)
 
     async def host_action(self, host_id: str, action: str) -> HostOut:
         if action not in HOST_ACTIONS:

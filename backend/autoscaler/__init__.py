@@ -1,0 +1,1 @@
+"""The autoscaler: replicas per model from load, renting and releasing hosts through the Provisioner."""
