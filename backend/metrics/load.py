@@ -32,7 +32,7 @@ class LoadSample:
     at_us: int
     replicas: int  # routable now
     utilization: float | None  # mean over routable replicas reporting metrics; None: none did
-    waiting_per_replica: float
+    waiting_per_replica: float | None  # None: no routable replica
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class LoadTracker:
             utils = [u for u in (replica_utilization(r) for r in reps) if u is not None]
             waiting = sum(r.metrics.num_requests_waiting for r in reps if r.metrics is not None)
             s = LoadSample(now, len(reps), sum(utils) / len(utils) if utils else None,
-                           waiting / len(reps) if reps else 0.0)
+                           waiting / len(reps) if reps else None)
             q = self._samples.get(model)
             if q is None:
                 q = self._samples[model] = deque(maxlen=self._keep)
@@ -129,6 +129,7 @@ class LoadTracker:
         since = now - round(window_s * 1_000_000)
         samples = [s for s in self._samples.get(model, ()) if s.at_us > since]
         utils = [s.utilization for s in samples if s.utilization is not None]
+        waits = [s.waiting_per_replica for s in samples if s.waiting_per_replica is not None]
         reps = self.routable(model)
         caps = [self.replica_capacity_tps(r) for r in reps]
         capacity = None if any(c is None for c in caps) else float(sum(c for c in caps if c is not None))
@@ -136,5 +137,5 @@ class LoadTracker:
         observed_from = max(since, self.live.first_us or now)
         seconds = max((now - observed_from) / 1_000_000, self.sample_s)
         return ModelLoad(model, window_s, len(samples), len(reps), sum(utils) / len(utils) if utils else None,
-                         sum(s.waiting_per_replica for s in samples) / len(samples) if samples else 0.0,
+                         sum(waits) / len(waits) if waits else 0.0,
                          counts.completion_tokens / seconds, capacity)

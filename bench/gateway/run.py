@@ -17,6 +17,8 @@ router.
     .venv/bin/python bench/gateway/run.py --quick          # smoke run (~30 s)
     .venv/bin/python bench/gateway/run.py --profile        # then py-spy the router at concurrency 64
     .venv/bin/python bench/gateway/run.py --engine-tls     # router -> engine over pinned TLS
+    .venv/bin/python bench/gateway/run.py --pricing off    # dynamic pricing off (default: on); `busy`:
+                                                           # prices recomputed every second
 
 --engine-tls: the router reaches the engine as it reaches a rented host's, over HTTPS with the
 engine's self-signed certificate pinned (hostkit/engine_tls.py makes it, the host reports its
@@ -170,6 +172,13 @@ class Bench:
                    TOKENMILL_ADMIN_HOST="127.0.0.1", TOKENMILL_KEY_RATE_LIMIT_RPS="0",
                    TOKENMILL_HEARTBEAT_INTERVAL_S="5", TOKENMILL_LOG_LEVEL="WARNING",
                    XDG_CONFIG_HOME=str(self.tmp / "config"))  # no stray ~/.config/tokenmill/config.toml
+        if self.args.pricing == "off":
+            env["TOKENMILL_PRICING__ENABLED"] = "false"
+        elif self.args.pricing == "busy":
+            # The worst case for the request path: prices recomputed every second from a 5 s window,
+            # so quotes change under load many times per measured point.
+            env.update(TOKENMILL_PRICING__ENABLED="true", TOKENMILL_PRICING__INTERVAL_S="1",
+                       TOKENMILL_PRICING__WINDOW_S="5", TOKENMILL_PRICING__HYSTERESIS_PCT="0")
         exe = Path(sys.executable).parent / "tokenmill"
         cmd = [*pin(self.router_core), str(exe), "serve"]
         self.router_log = self.tmp / "router.out"
@@ -403,7 +412,7 @@ class Bench:
             "config": {"seconds": a.seconds, "warmup": a.warmup, "concurrency": list(a.concurrency),
                        "model": MODEL, "pinned": self.pinned, "router_core": self.router_core,
                        "load_core": self.load_core, "include_usage_sent_by_client": not a.no_include_usage,
-                       "token_interval_ms": a.token_interval_ms, "engine_tls": a.engine_tls,
+                       "token_interval_ms": a.token_interval_ms, "engine_tls": a.engine_tls, "pricing": a.pricing,
                        "python": sys.version.split()[0],
                        "cpu": cpu_model(), "router_rss_mib_end": proc_rss_mib(self.router.pid)},
             "points": rows, "added": added(rows), "targets": targets(rows),
@@ -615,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-concurrency", type=lambda s: tuple(int(x) for x in s.split(",")), default=(1, 64),
                     help="concurrency levels to profile (default 1,64)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
+    ap.add_argument("--pricing", choices=("on", "off", "busy"), default="on",
+                    help="dynamic pricing as configured by default (on), off, or recomputed every second (busy)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dir (ledger, router log)")
     args = ap.parse_args(argv)
     if args.quick:
