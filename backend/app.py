@@ -11,10 +11,11 @@ from litestar.exceptions import HTTPException
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend import __version__
-from backend.api import admin_api, hosts_api, openai_api, provision_api
+from backend.api import admin_api, autoscaler_api, hosts_api, openai_api, pricing_api, provision_api
 from backend.api.allow import answer_options
 from backend.api.errors import api_error_handler, http_exception_handler, internal_error_handler
 from backend.api.openapi_setup import complete_schema, openapi_config
+from backend.autoscaler.service import Autoscaler
 from backend.catalogue import Catalogue, load_catalogue
 from backend.clients.service import ClientDirectory
 from backend.db.engine import make_engine, migrate
@@ -28,6 +29,7 @@ from backend.metrics.load import LoadTracker
 from backend.metrics.report import MetricsReport
 from backend.metrics.restore import restore
 from backend.money import format_usd
+from backend.pricing.engine import PricingEngine
 from backend.pricing.quote import Pricer
 from backend.provision.service import Provisioner
 from backend.routing.forwarder import Forwarder
@@ -68,6 +70,10 @@ class Services:
     supervisor: Supervisor = field(default_factory=Supervisor)
     # Each model's load over a window (pricing and the autoscaler decide from it). Set by start().
     load: LoadTracker | None = None
+    # Each model's price from its load, the operator's pins and ranges (sets the pricer's quotes). Set by start().
+    pricing: PricingEngine | None = None
+    # Replicas per model from load, renting and releasing hosts through the provisioner. Set by start().
+    autoscaler: Autoscaler | None = None
 
     @classmethod
     async def start(cls, settings: Settings, catalogue: Catalogue | None = None,
@@ -99,6 +105,8 @@ class Services:
         # Each model's load over a window, sampled every heartbeat: what pricing and the autoscaler read.
         load = LoadTracker(fleet, live, catalogue, sample_s=settings.heartbeat_interval_s,
                            keep_s=max(settings.pricing.window_s, settings.autoscaler.window_s), supervisor=supervisor)
+        pricing = PricingEngine(settings, engine, catalogue, models, pricer, load, bus, clock, supervisor)
+        await pricing.load()  # the prices of the last run, before the proxy quotes any
         meter = GpuCostMeter(engine, fleet, tick_s=settings.gpu_meter_tick_s,
                              persist_every_s=settings.gpu_cost_persist_s, clock=clock, supervisor=supervisor)
         meter.start()
@@ -111,11 +119,14 @@ class Services:
         metrics = MetricsReport(live, meter, fleet, engine)
         provisioner = Provisioner(settings, engine, catalogue, fleet, bus, metrics)
         await provisioner.start()
+        autoscaler = Autoscaler(settings, engine, catalogue, fleet, models, load, provisioner, bus,
+                                supervisor=supervisor)
+        await autoscaler.start()
         supervisor.start()  # the loops registered above, each after those it needs
         bus.add("backend.started", "tokenmill", f"tokenmill {__version__} serving")
         return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
                    settings.ensure_admin_token(), metrics, provisioner, clock.now_us(), forwarder=forwarder,
-                   clock=clock, supervisor=supervisor, load=load)
+                   clock=clock, supervisor=supervisor, load=load, pricing=pricing, autoscaler=autoscaler)
 
     @property
     def bus(self) -> EventBus:
@@ -124,6 +135,8 @@ class Services:
 
     async def close(self) -> None:
         # Provisioning jobs first: a cancelled one destroys what it rented, through the fleet and database.
+        if self.autoscaler is not None:  # first: it starts and waits on provisioning jobs
+            await self.autoscaler.close()
         await self.provisioner.close()
         await self.proxy.forwarder.close()
         await self.supervisor.stop()  # every loop, in the reverse of their start order
@@ -161,7 +174,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
 
     app = Litestar(
         route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, admin_api.AdminController,
-                        provision_api.ProvisionController],
+                        provision_api.ProvisionController, pricing_api.PricingController,
+                        autoscaler_api.AutoscalerController],
         lifespan=[lifespan],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
                             Exception: internal_error_handler},

@@ -59,6 +59,10 @@ def uvicorn_server(app, *, log_level: str = "warning", limits: HttpLimits | None
 async def serve(settings: Settings, *, local: bool = False, ready: asyncio.Event | None = None) -> None:
     """Serve until cancelled or signalled. With `local`, also run the embedded simulated fleet
     and synthetic client traffic (child processes, so the router's loop only routes)."""
+    if local:
+        from backend.localfleet.demo_settings import local_demo_settings
+
+        settings = local_demo_settings(settings)  # the autoscaler on, fast loops: before anything reads them
     services = await Services.start(settings)
     app = create_app(settings, services=services)
     sock = listen_socket(settings.admin_host, settings.admin_port)
@@ -82,8 +86,10 @@ async def serve(settings: Settings, *, local: bool = False, ready: asyncio.Event
         stopping: list[asyncio.Task] = []
 
         async def shutdown() -> None:
-            # The local fleet first, while the router still answers: its agents drain and
+            # The autoscaler first, so that hosts leaving is not taken for lost capacity to rent
+            # back; then the local fleet, while the router still answers: its agents drain and
             # deregister through the host API. Then the server.
+            await services.autoscaler.close()
             if fleet is not None:
                 await fleet.stop()
             server.should_exit = True

@@ -87,6 +87,9 @@ class EngineProbe:
         for ep in self._endpoints:
             healthy, per_model = results[ep.local_url]
             metrics = per_model.get(ep.model) if per_model is not None else None
+            if metrics is not None and ep.max_num_seqs is not None:
+                # Not among vLLM's metrics: the agent knows it from the engine's configuration.
+                metrics.max_num_seqs = ep.max_num_seqs
             models.append(ServedModel(model=ep.model, endpoint=ep.public_url, engine=self._kind, ready=healthy,
                                       metrics=metrics, max_model_len=self._lengths.get(ep.local_url, {}).get(ep.model)))
             if metrics is None:

@@ -29,6 +29,9 @@ class EngineEndpoint:
     model: str
     local_url: str  # where the agent reads /health and /metrics (no /v1)
     public_url: str  # what the router is told (ServedModel.endpoint)
+    # Requests the engine runs at once at most (EngineMetrics.max_num_seqs); None: not configured
+    # here (vLLM then uses its own default, which it does not publish).
+    max_num_seqs: int | None = None
 
 
 class Engine(Protocol):
@@ -93,7 +96,7 @@ class SimEngineRunner:
                                           ssl_context=self.tls.server_context() if self.tls else None)
         local = f"{c.engine_scheme}://{url_host(c.local_engine_host)}:{self.sim.port}"
         public = f"{c.engine_scheme}://{url_host(c.public_engine_host)}:{c.public_engine_port(self.sim.port)}"
-        return [EngineEndpoint(m, local, public) for m in self.sim.models]
+        return [EngineEndpoint(m, local, public, c.sim.max_concurrency) for m in self.sim.models]
 
     async def stop(self) -> None:
         if self.sim is not None:
@@ -148,7 +151,7 @@ class VllmEngine:
             proc = SupervisedVllm(spec, port, c.engine_host, local, c.vllm, self.events, self.key, self.tls)
             self.processes[spec.model] = proc
             public = f"{c.engine_scheme}://{url_host(c.public_engine_host)}:{c.public_engine_port(port)}"
-            endpoints.append(EngineEndpoint(spec.model, local, public))
+            endpoints.append(EngineEndpoint(spec.model, local, public, max_num_seqs(spec.extra_args)))
         for proc in self.processes.values():
             proc.start()
         return endpoints
@@ -183,6 +186,21 @@ class VllmEngine:
 
     def recent_events(self) -> list[str]:
         return self.events.recent()
+
+
+def max_num_seqs(extra_args: list[str]) -> int | None:
+    """vLLM's --max-num-seqs when the engine's extra_args set it (`--max-num-seqs N` or `=N`), else None."""
+    value = None
+    for i, arg in enumerate(extra_args):
+        if arg == "--max-num-seqs" and i + 1 < len(extra_args):
+            value = extra_args[i + 1]
+        elif arg.startswith("--max-num-seqs="):
+            value = arg.split("=", 1)[1]
+    try:
+        n = int(value) if value is not None else None
+    except ValueError:
+        return None
+    return n if n is not None and n >= 1 else None
 
 
 def make_engine(config: AgentConfig) -> Engine:

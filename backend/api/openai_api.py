@@ -15,6 +15,7 @@ from litestar.params import FromPath
 from litestar.types import Message, Receive, Scope, Send
 
 from backend.api.openai_schema import API_KEY, LIST_MODELS, RETRIEVE_MODEL
+from backend.pricing.quote import usd_per_token
 from backend.routing.proxy import Proxy, Reply
 from backend.wire.client_request import encode
 from backend.wire.errors import ApiError, error_bytes
@@ -133,8 +134,10 @@ async def completions(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _card(proxy: Proxy, m) -> dict:
+    q = proxy.pricer.quote(m)  # the quote a request made now would snapshot: /v1/models and charges agree
     return {"id": m.id, "object": "model", "created": m.openrouter.created, "owned_by": "tokenmill",
-            "context_length": proxy.fleet.advertised_context(m.id) or m.context_length}
+            "context_length": proxy.fleet.advertised_context(m.id) or m.context_length,
+            "pricing": {"prompt": usd_per_token(q.prompt_per_mtok), "completion": usd_per_token(q.completion_per_mtok)}}
 
 
 @get("/v1/models", tags=["client"], security=API_KEY, responses=LIST_MODELS)

@@ -194,12 +194,20 @@ class Completion(msgspec.Struct):
     usage: Usage | None = None
 
 
+class CardPricing(msgspec.Struct):
+    """OpenRouter's shape: USD per token as decimal strings, the price a request made now is quoted."""
+
+    prompt: str
+    completion: str
+
+
 class ModelCard(msgspec.Struct):
     id: str
     object: Literal["model"]
     created: int
     owned_by: str
     context_length: int  # what the replicas serving it admit (prompt and completion together)
+    pricing: CardPricing
 
 
 class ModelList(msgspec.Struct):

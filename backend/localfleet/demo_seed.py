@@ -1,18 +1,32 @@
 """A deterministic business day: fixed clients, hosts with GPU telemetry, and a seeded stream of
 metered requests through the real ledger, with the clock walked forward so that every timestamp,
 balance and figure is known in advance. The console's screenshots (snapshot tests) are taken
-against a backend seeded with this; nothing here is used when serving real traffic."""
+against a backend seeded with this; nothing here is used when serving real traffic.
+
+Prices: one model's price moves through the day, as the pricing policy would have moved it from
+the loads in PRICE_LOADS (each change a price_change row with its explanation and factors, and the
+requests after it quoted at it); another is pinned by the operator; one has replica limits of its
+own (a model_scaling row) that the autoscaler is short of."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 
+import msgspec
+from sqlalchemy import insert
+
 from backend.ledger import chart
 from backend.ledger.service import Usage
+from backend.metrics.load import ModelLoad
 from backend.metrics.restore import restore
 from backend.money import parse_usd
+from backend.pricing.policy import Prices, hour_of, next_prices
+from backend.pricing.quote import Quote
+from backend.pricing.tables import PriceChange
 from backend.runtime.clock import set_fixed_clock
+from backend.wire.autoscaler import SetModelScaling
+from backend.wire.pricing import SetModelPricing
 from hostkit import protocol
 
 DEMO_NOW_US = 1_795_618_800_000_000  # 2026-11-25 15:00:00 UTC
@@ -26,6 +40,15 @@ def _gpu(index: int, name: str, total: int, used: int, util: int, temp: int, dra
          limit: float) -> protocol.GpuTelemetry:
     return protocol.GpuTelemetry(index, name, total, used, util, temp, draw, limit)
 
+
+PRICED = "llama-3.1-8b-instruct"  # priced by the engine through the day
+PINNED = "qwen2.5-7b-instruct"  # pinned by the operator half an hour ago
+SCALED = "qwen2.5-0.5b-instruct"  # the operator set its min and max replicas
+# (hours after midnight UTC, engine utilization, demand tok/s, capacity tok/s): the load each repricing
+# of PRICED saw. Quiet in the morning, busy after lunch, easing off in the last half hour.
+PRICE_LOADS = ((9.0, 0.30, 8.0, 80.0), (11.0, 0.55, 30.0, 80.0), (13.0, 0.72, 52.0, 80.0),
+               (13.5, 0.81, 60.0, 80.0), (14.0, 0.86, 66.0, 80.0), (14.25, 0.90, 70.0, 80.0),
+               (14.5, 0.88, 68.0, 80.0), (14.75, 0.52, 30.0, 80.0))
 
 # (id, name, provider, $/h, payout share bps, GPU type, GPUs, models, state)
 HOSTS = (
@@ -80,8 +103,13 @@ async def seed_demo(services, *, now_us: int = DEMO_NOW_US, seed: int = 1, reque
     times += sorted(rng.randint(now_us - HOUR_US, now_us - 1) for _ in range(requests // 3))
     times.sort()
     served_by = {m: [h for h in HOSTS if m in h[7] and h[8] == "active"] for m in MODELS}
-    pending = []
+    repricings = [(day_start + round(h * HOUR_US), ModelLoad(PRICED, 300.0, 5, 2, u, 0.0, d, c))
+                  for h, u, d, c in PRICE_LOADS]
+    pending, repriced = [], False
     for i, finished in enumerate(times):
+        while repricings and repricings[0][0] <= finished:  # a request finished after a repricing pays the new price
+            at_us, load = repricings.pop(0)
+            repriced = await _reprice(services, at_us, load, not repriced) or repriced
         model = MODELS[rng.randrange(3)]
         host = hosts[rng.choice(served_by[model])[0]]
         client_id = CLIENTS[rng.choice((0, 0, 0, 1, 1, 2))][0]
@@ -110,6 +138,12 @@ async def seed_demo(services, *, now_us: int = DEMO_NOW_US, seed: int = 1, reque
             pending.clear()
     await asyncio.gather(*pending)
 
+    await services.pricing.load()  # the engine reads the changes written above
+    _at(now_us - 30 * 60_000_000)
+    await services.pricing.set_pricing(PINNED, SetModelPricing(pinned=True))  # at the price it has
+    _at(now_us - 25 * 60_000_000)
+    # A floor above what it has: the autoscaler wants one more at once.
+    await services.autoscaler.set_scaling(SCALED, SetModelScaling(min_replicas=3, max_replicas=4))
     _at(now_us - 20 * 60_000_000)
     await services.fleet.drain(hosts["h-spare"], by="operator")
     _at(now_us - 5 * 60_000_000)
@@ -120,3 +154,28 @@ async def seed_demo(services, *, now_us: int = DEMO_NOW_US, seed: int = 1, reque
     _at(now_us)
     await services.metrics.meter.tick()
     await restore(services.engine, services.metrics.live, now_us)
+
+
+async def _reprice(services, at_us: int, load: ModelLoad, first: bool) -> bool:
+    """What the pricing engine does at a repricing of PRICED, from `load` at `at_us`: a row (the
+    `first` preceded by a "start" row holding the list price, as the engine writes it), the new
+    quote, an event. False when the price stays as it is (nothing written)."""
+    m = services.catalogue.model(PRICED)
+    q = services.pricer.quote(m)
+    prev = Prices(q.prompt_per_mtok, q.completion_per_mtok)
+    prompt, completion = services.pricing.bounds(m)
+    d = next_prices(load, hour_utc=hour_of(at_us), prompt=prompt, completion=completion, prev=prev,
+                    params=services.settings.pricing)
+    if not d.changed(prev):
+        return False
+    rows = [(prev, "start", "the price before its first recorded change", [])] if first else []
+    rows.append((d.prices, "engine", d.explanation, d.factors))
+    async with services.engine.begin() as conn:
+        for prices, source, explanation, factors in rows:
+            await conn.execute(insert(PriceChange.__table__).values(
+                model=PRICED, at_us=at_us, prompt_per_mtok=prices.prompt, completion_per_mtok=prices.completion,
+                source=source, explanation=explanation, factors=msgspec.json.encode(factors).decode()))
+    services.pricer.set(Quote(PRICED, d.prices.prompt, d.prices.completion))
+    _at(at_us)
+    services.bus.add("price.changed", PRICED, f"{PRICED}: {d.explanation}")
+    return True

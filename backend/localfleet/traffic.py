@@ -1,4 +1,8 @@
-"""Synthetic client traffic for the embedded demo: OpenAI-style requests at a steady rate.
+"""Synthetic client traffic for the embedded demo: OpenAI-style requests in a wave.
+
+The rate rises and falls within minutes (rate_at: a 7-minute cycle between 0.3x and 3x the base
+rate, starting at the base rate and rising), so that `serve --local` shows prices moving and the
+autoscaler renting a host at the peak and releasing it in the trough. `--steady` keeps the base rate.
 
 Runs as its own process (`python -m backend.localfleet.traffic`) so that the router's event loop
 only routes. Keys come in the environment (TOKENMILL_SIM_KEYS, comma-separated), never on the
@@ -11,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -29,6 +34,26 @@ PROMPTS = [
     "Draft a polite reminder email about a missed meeting.",
     "Give me a SQL query that finds duplicate emails in a users table.",
 ]
+
+
+MODELS_EVERY_S = 10.0  # between looks at /v1/models
+WAVE_PERIOD_S = 420.0  # one rise and fall
+WAVE_LOW, WAVE_HIGH = 0.3, 3.0  # the trough's and the peak's rate, as multiples of the base rate
+
+
+def rate_at(t_s: float, base: float, *, period_s: float = WAVE_PERIOD_S, low: float = WAVE_LOW,
+            high: float = WAVE_HIGH) -> float:
+    """Requests per second `t_s` seconds into the run: between low x base and high x base, one
+    cycle per `period_s`, equal to `base` at t=0 and rising (with the defaults: at the peak from
+    ~1.5 to ~3 min in, in the trough from ~4.5 to ~6.5 min in). low <= 1 <= high.
+
+    A raised cosine, flattened at both ends (smoothstep), so that the peak and the trough each
+    last long enough for an autoscaler to decide on a held condition."""
+    # Where in the cycle t=0 falls: the point of the rise where the rate is `base` (smoothstep inverted).
+    at_base = (1 - low) / (high - low)
+    phase = math.acos(1 - 2 * (0.5 - math.sin(math.asin(1 - 2 * at_base) / 3)))
+    s = (1 - math.cos(2 * math.pi * t_s / period_s + phase)) / 2  # 0 at the trough, 1 at the peak
+    return base * (low + (high - low) * s * s * (3 - 2 * s))
 
 
 async def one(session: aiohttp.ClientSession, url: str, key: str, model: str, rng: random.Random) -> str:
@@ -58,8 +83,9 @@ async def pause(stop: asyncio.Event, seconds: float) -> None:
         await REAL_CLOCK.wait_for(stop.wait(), seconds)  # a client process of its own: real time
 
 
-async def run(url: str, keys: list[str], rate: float, seed: int) -> None:
+async def run(url: str, keys: list[str], rate: float, seed: int, *, steady: bool = False) -> None:
     rng = random.Random(seed)
+    started = REAL_CLOCK.monotonic()  # a client process of its own: real time
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -67,9 +93,12 @@ async def run(url: str, keys: list[str], rate: float, seed: int) -> None:
     tasks: set[asyncio.Task] = set()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
         served: list[str] = []
+        looked = 0.0
         while not stop.is_set():
-            if not served:
+            if not served or REAL_CLOCK.monotonic() - looked > MODELS_EVERY_S:
+                # Looked at again now and then: models come and go (and hosts join one by one at the start).
                 served = await models(session, url, keys[0])
+                looked = REAL_CLOCK.monotonic()
                 if not served:
                     await pause(stop, 2)
                     continue
@@ -77,9 +106,8 @@ async def run(url: str, keys: list[str], rate: float, seed: int) -> None:
                 t = asyncio.create_task(one(session, url, rng.choice(keys), rng.choice(served), rng))
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)
-            if rng.random() < 0.01:
-                served = []  # look again now and then: models come and go
-            await pause(stop, rng.expovariate(rate))
+            now_rate = rate if steady else rate_at(REAL_CLOCK.monotonic() - started, rate)
+            await pause(stop, rng.expovariate(now_rate))
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -90,11 +118,12 @@ def main() -> None:
     ap.add_argument("--url", required=True)
     ap.add_argument("--rate", type=float, default=4.0, help="requests per second (Poisson)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--steady", action="store_true", help="the base rate throughout, no wave")
     args = ap.parse_args()
     keys = [k for k in os.environ.get("TOKENMILL_SIM_KEYS", "").split(",") if k]
     if not keys or args.rate <= 0:
         raise SystemExit("no keys in TOKENMILL_SIM_KEYS, or rate <= 0: nothing to do")
-    asyncio.run(run(args.url.rstrip("/"), keys, args.rate, args.seed))
+    asyncio.run(run(args.url.rstrip("/"), keys, args.rate, args.seed, steady=args.steady))
 
 
 if __name__ == "__main__":

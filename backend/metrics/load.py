@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from backend.catalogue import Catalogue
 from backend.fleet.registry import Fleet, Replica
-from backend.metrics.live import LiveMetrics
+from backend.metrics.live import MINUTE_US, LiveMetrics
 from backend.runtime.supervisor import Supervisor
 
 DEFAULT_SLOTS = 256  # vLLM's default max_num_seqs
@@ -134,7 +134,9 @@ class LoadTracker:
         caps = [self.replica_capacity_tps(r) for r in reps]
         capacity = None if any(c is None for c in caps) else float(sum(c for c in caps if c is not None))
         counts = self.live.window(since, now, model)
-        observed_from = max(since, self.live.first_us or now)
+        # The live counters are per minute: the window's counts are those of every minute it
+        # touches, so the rate divides by the time from the first such minute's start.
+        observed_from = max(since - since % MINUTE_US, self.live.first_us or now)
         seconds = max((now - observed_from) / 1_000_000, self.sample_s)
         return ModelLoad(model, window_s, len(samples), len(reps), sum(utils) / len(utils) if utils else None,
                          sum(waits) / len(waits) if waits else 0.0,

@@ -47,6 +47,7 @@ class Job:
     finished_us: int | None = None
     error: str | None = None
     host_key: HostKeyOut | None = None  # the key waiting for the operator, while state is waiting_host_key
+    reason: str | None = None  # why it was asked (ProvisionRequest.reason: e.g. the autoscaler's decision)
     events: deque[JobEventOut] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
     task: asyncio.Task | None = None
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -99,7 +100,7 @@ class Job:
         events = [] if after is None else [e for e in self.events if e.seq > after]
         return JobOut(self.id, self.kind, self.state, self.phase, self.model, self.provider, self.host_id,
                       self.host_name, self.instance_id, self.address, self.started_us, self.finished_us,
-                      self.error, events, host_key=self.host_key)
+                      self.error, events, host_key=self.host_key, reason=self.reason)
 
 
 class JobBook:
@@ -108,8 +109,10 @@ class JobBook:
     def __init__(self) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
-    def new(self, kind: JobKind, provider: str, model: str | None = None) -> Job:
-        job = Job("job_" + secrets.token_hex(5), kind, provider, model)
+    def new(self, kind: JobKind, provider: str, model: str | None = None, *, reason: str | None = None) -> Job:
+        job = Job("job_" + secrets.token_hex(5), kind, provider, model, reason=reason)
+        if reason:
+            job.add("reason", reason)  # the first event: why this job exists
         self._jobs[job.id] = job
         finished = [j.id for j in self._jobs.values() if j.finished]
         for job_id in finished[:max(len(self._jobs) - MAX_JOBS, 0)]:

@@ -1,6 +1,7 @@
 """What the operator could rent for a model now: every cloud with an API key is asked at once,
 the offers that fit are ranked as cheapest_offer ranks them, and each carries what it would
-earn per hour at the model's current demand."""
+earn per hour at the model's current demand. Under `serve --local` (`local` given) the local
+provider's simulated offers are among them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from backend.catalogue import Catalogue
-from backend.fleet.providers import PROVIDERS, Offer, ProviderError, fitting_offers, provider
+from backend.fleet.providers import PROVIDERS, Offer, Provider, ProviderError, fitting_offers, provider
 from backend.fleet.providers.errors import label
 from backend.money import format_usd
 from backend.settings import Settings
@@ -27,18 +28,21 @@ Demand = Callable[[str], Awaitable[int | None]]
 
 
 async def list_offers(settings: Settings, catalogue: Catalogue, demand: Demand, model: str, *,
-                      gpu: str | None = None, only: str | None = None) -> OffersOut:
-    """Offers that fit `model` (KeyError for an unknown model, ValueError for a bad gpu/provider)."""
+                      gpu: str | None = None, only: str | None = None, local: Provider | None = None) -> OffersOut:
+    """Offers that fit `model` (KeyError for an unknown model, ValueError for a bad gpu/provider);
+    `local`: the local provider of the simulated fleet, when one runs here."""
     entry = catalogue.model(model)
     if gpu is not None and gpu not in catalogue.gpu_by_id:
         raise ValueError(f"gpu: unknown GPU {gpu!r} (the catalogue lists {', '.join(catalogue.gpu_by_id)})")
     if only is not None and only not in PROVIDERS:
         raise ValueError(f"provider: unknown provider {only!r} (expected one of {', '.join(PROVIDERS)})")
-    names = [only] if only else list(CLOUDS)
-    unavailable = [NOT_RENTED[n] for n in names if n in NOT_RENTED]
+    names = [only] if only else [*CLOUDS, *(["local"] if local is not None else [])]
+    unavailable = [NOT_RENTED[n] for n in names if n in NOT_RENTED and not (n == "local" and local is not None)]
     clouds = [n for n in names if n in CLOUDS]
     answers = await asyncio.gather(*(_ask(settings, catalogue, n, gpu) for n in clouds))
     seen: list[Offer] = []
+    if local is not None and "local" in names:
+        seen.extend(await local.list_offers(gpu))
     for offers, problem in answers:
         seen.extend(offers)
         if problem:

@@ -120,8 +120,11 @@ class ProvisionJob:
         port_deadline = boot_deadline if self.rented else time.monotonic() + OWN_MACHINE_SSH_WAIT_S  # real I/O
         await wait_for_port(job, inst.ssh_host, inst.ssh_port, port_deadline)
         job.enter("checking the host key")
+        # trust_new_host_key only for an instance this job itself just created: the operator's own
+        # machine (provider ssh) always waits for the operator.
         await ensure_trusted(job, target, p.known_hosts, p.key_waiters, key_timeout_s=p.settings.host_key_timeout_s,
-                             login_deadline=boot_deadline if self.rented else 0.0)
+                             login_deadline=boot_deadline if self.rented else 0.0,
+                             trust_new=self.rented and req.trust_new_host_key, events=p.events)
 
         await self._bootstrap(target, offer, token, wheel)
         await self._wait_ready()
@@ -252,22 +255,8 @@ class ProvisionJob:
             raise ProvisionError(f"bootstrap failed: {result.error}{output}")
 
     async def _wait_ready(self) -> None:
-        """Until the router has the host up with a passed hardware check for the model."""
-        p, job, host, model = self.p, self.job, self.host, self.entry.id
-        assert host is not None
-        job.enter("waiting for the first heartbeat")
-        deadline = p.clock.monotonic() + p.settings.provision_ready_timeout_s
-        while True:
-            replica = host.replicas.get(model)
-            if p.fleet.is_up(host) and replica is not None and replica.check is not None:
-                if not replica.check.passed:
-                    raise ProvisionError(f"{model} failed its hardware check on {host.name}: {replica.check.summary}")
-                job.add("phase", f"{host.name} is up; {model} passed its check: {replica.check.summary}")
-                return
-            if p.clock.monotonic() > deadline:
-                raise ProvisionError(f"the router did not see {host.name} up with a checked {model} within "
-                                     f"{p.settings.provision_ready_timeout_s:g} s (provision_ready_timeout_s)")
-            await p.clock.sleep(READY_POLL_S)
+        assert self.host is not None
+        await wait_until_serving(self.p, self.job, self.host, self.entry.id)
 
     # ------------------------------------------------------------------ when it fails
     async def _cleanup(self, error: str) -> None:
@@ -351,3 +340,21 @@ class ProvisionJob:
                     f"{cloud.label} console, or retry with `tokenmill teardown {job.host_id}`"]
         job.add("phase", f"destroyed {cloud.label} instance {instance_id}: it no longer bills")
         return []
+
+
+async def wait_until_serving(p: Provisioner, job: Job, host: HostState, model: str) -> None:
+    """Until the router has the host up with a passed hardware check for the model (at most
+    provision_ready_timeout_s)."""
+    job.enter("waiting for the first heartbeat")
+    deadline = p.clock.monotonic() + p.settings.provision_ready_timeout_s
+    while True:
+        replica = host.replicas.get(model)
+        if p.fleet.is_up(host) and replica is not None and replica.check is not None:
+            if not replica.check.passed:
+                raise ProvisionError(f"{model} failed its hardware check on {host.name}: {replica.check.summary}")
+            job.add("phase", f"{host.name} is up; {model} passed its check: {replica.check.summary}")
+            return
+        if p.clock.monotonic() > deadline:
+            raise ProvisionError(f"the router did not see {host.name} up with a checked {model} within "
+                                 f"{p.settings.provision_ready_timeout_s:g} s (provision_ready_timeout_s)")
+        await p.clock.sleep(READY_POLL_S)

@@ -9,8 +9,10 @@ asyncio tasks (provision_job.py, teardown_job.py); what teardown needs outlives 
 provisioned_host (hosts.py). A job that a restart cut short leaves its row "interrupted", and
 start() says so loudly: its instance may still bill until it is torn down.
 
-Provider "local" is refused: local hosts are the simulated fleet `tokenmill serve --local` runs
-itself, with nothing to rent or log in to. Provider "ssh" is a machine the operator already has.
+Provider "local" is the simulated fleet `tokenmill serve --local` runs itself: refused unless that
+fleet is here (it sets `local_hosts`, local_hosts.py); then a local "rental" starts a real host
+agent on this machine (local_job.py) and its teardown stops it. Provider "ssh" is a machine the
+operator already has.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.catalogue import Catalogue
-from backend.fleet.providers import PROVIDERS, ProviderError, provider, ssh_public_key
+from backend.catalogue import Catalogue, ModelEntry
+from backend.fleet.providers import PROVIDERS, Provider, ProviderError, provider, ssh_public_key
 from backend.fleet.providers.errors import label
+from backend.fleet.providers.local import LocalProvider
 from backend.fleet.registry import Fleet, FleetError
 from backend.metrics.report import MetricsReport
 from backend.provision.hosts import ProvisionedHosts
 from backend.provision.jobs import Job, JobBook
 from backend.provision.known_hosts import HostKeyChanged, KnownHosts
+from backend.provision.local_hosts import LocalHosts
+from backend.provision.local_job import LocalProvisionJob
 from backend.provision.offers import list_offers
 from backend.provision.playbook import load_named
 from backend.provision.provision_job import ProvisionJob
@@ -70,6 +75,10 @@ class Provisioner:
         self.jobs = JobBook()
         self.wheel = WheelSource(settings.host_wheel, settings.data_dir)
         self.key_waiters = KeyWaiters()
+        # Provider local: the fleet that runs simulated hosts sets local_hosts (`serve --local`); one
+        # LocalProvider for the process, so that its instance records last as long as the agents.
+        self.local_hosts: LocalHosts | None = None
+        self.local_provider = LocalProvider(catalogue)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -77,6 +86,12 @@ class Provisioner:
         await self.runner.runs.interrupt_running()
         for rec in await self.records.in_state("provisioning", "tearing_down"):
             await self.records.update(rec.host_id, state="interrupted")
+            if rec.provider == "local":  # a simulated host: its agent died with the backend; nothing bills
+                self.events.add("provision.interrupted", rec.host_id,
+                                f"the backend stopped while {rec.state.replace('_', ' ')} local host "
+                                f"{rec.instance_name}: its agent ended with it; `serve --local` tears it down",
+                                "warning")
+                continue
             what = (f"{label(rec.provider)} instance {rec.instance_id or repr(rec.instance_name)} may still bill"
                     if rec.rented else f"the agent on {rec.address or 'the machine'} may be half installed")
             self.events.add("provision.interrupted", rec.host_id,
@@ -107,7 +122,8 @@ class Provisioner:
 
     async def offers(self, model: str, *, gpu: str | None = None, only: str | None = None) -> OffersOut:
         try:
-            return await list_offers(self.settings, self.catalogue, self.demand, model, gpu=gpu, only=only)
+            return await list_offers(self.settings, self.catalogue, self.demand, model, gpu=gpu, only=only,
+                                     local=self.local_provider if self.local_hosts is not None else None)
         except KeyError:
             raise RequestError(f"no model {model!r} in the catalogue", status=404, code="model_not_found",
                                param="model") from None
@@ -124,13 +140,15 @@ class Provisioner:
         if req.provider not in PROVIDERS:
             raise RequestError(f"unknown provider {req.provider!r}: expected one of {', '.join(PROVIDERS)}",
                                param="provider")
-        if req.provider == "local":
+        if req.provider == "local" and self.local_hosts is None:
             raise RequestError("provider local is the simulated fleet that `tokenmill serve --local` runs by "
                                "itself: there is nothing to provision. For a machine of yours, use provider ssh "
                                "with its address (ssh_host)", param="provider")
         if req.gpu is not None and req.gpu not in self.catalogue.gpu_by_id:
             raise RequestError(f"unknown GPU {req.gpu!r}: the catalogue lists {', '.join(self.catalogue.gpu_by_id)}",
                                param="gpu")
+        if req.provider == "local":
+            return self._provision_local(req, entry)
         if req.gpu_count < 1:
             raise RequestError(f"gpu_count must be at least 1, got {req.gpu_count}", param="gpu_count")
         if req.provider == "ssh":
@@ -150,8 +168,19 @@ class Provisioner:
         except ProviderError as exc:
             raise RequestError(str(exc), code="provider_unavailable", param="provider") from None
 
-        job = self.jobs.new("provision", req.provider, entry.id)
+        job = self.jobs.new("provision", req.provider, entry.id, reason=req.reason)
         flow = ProvisionJob(self, job, req, cloud, entry, private_key, public_key)
+        job.task = asyncio.create_task(flow.run(), name=f"provision-{job.id}")
+        job.task.add_done_callback(_retrieve)
+        return job
+
+    def _provision_local(self, req: ProvisionRequest, entry: ModelEntry) -> Job:
+        """A simulated host started on this machine (the engine is always the simulated one)."""
+        assert self.local_hosts is not None
+        if req.ssh_host is not None:
+            raise RequestError("ssh_host is for provider ssh; local hosts run on this machine", param="ssh_host")
+        job = self.jobs.new("provision", "local", entry.id, reason=req.reason)
+        flow = LocalProvisionJob(self, job, req, self.local_provider, self.local_hosts, entry)
         job.task = asyncio.create_task(flow.run(), name=f"provision-{job.id}")
         job.task.add_done_callback(_retrieve)
         return job
@@ -197,7 +226,7 @@ class Provisioner:
         except VariablesError as exc:
             raise RequestError(str(exc), code="invalid_settings", param="provision_variables") from None
 
-    async def teardown(self, host_id: str) -> Job:
+    async def teardown(self, host_id: str, *, reason: str | None = None) -> Job:
         try:
             host = self.fleet.host(host_id)
         except FleetError as exc:
@@ -213,18 +242,21 @@ class Provisioner:
         if busy is not None:
             raise RequestError(f"job {busy.id} ({busy.kind}) is still working on host {host.name}: wait for it to "
                                "end (a failed provisioning cleans up by itself)", status=409, code="busy")
-        private_key = self._private_key()
-        cloud = None
-        if record.rented:
+        local = record.provider == "local"
+        private_key = self._private_key() if not local else Path()  # a local host is stopped, not logged in to
+        cloud: Provider | None = None
+        if local:
+            cloud = self.local_provider
+        elif record.rented:
             try:
                 cloud = provider(record.provider, self.settings, catalogue=self.catalogue)
             except ProviderError as exc:
                 raise RequestError(f"cannot destroy the instance of {host.name}: {exc}", code="provider_unavailable",
                                    param="provider") from None
-        job = self.jobs.new("teardown", record.provider, record.model)
+        job = self.jobs.new("teardown", record.provider, record.model, reason=reason)
         job.host_id, job.host_name = host.id, host.name
         job.instance_id, job.address = record.instance_id, record.address
-        flow = TeardownJob(self, job, host, record, cloud, private_key)
+        flow = TeardownJob(self, job, host, record, cloud, private_key, local_hosts=self.local_hosts if local else None)
         job.task = asyncio.create_task(flow.run(), name=f"teardown-{job.id}")
         job.task.add_done_callback(_retrieve)
         return job

@@ -5,6 +5,10 @@ teardown playbook over SSH (agent stopped, files and user removed) -> destroy th
 instance -> remove the host from the fleet. On a rented machine a failed playbook does not stop
 the rest: the machine is destroyed anyway, and billing must stop. On the operator's own machine
 it does: the host stays drained and enrolled until a teardown succeeds.
+
+A local host (provider local, `serve --local`) has no playbook: its agent process is stopped
+(SIGTERM: it drains and deregisters) instead; with no local fleet in this process, its agent
+died with the backend that started it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from backend.fleet.providers.errors import label
 from backend.fleet.registry import HostState
 from backend.provision.hosts import HostRecord
 from backend.provision.jobs import Job
+from backend.provision.local_hosts import LocalHosts
 from backend.provision.playbook import load_named
 from backend.provision.reach import ProvisionError, ensure_trusted
 from backend.provision.ssh import SshTarget
@@ -33,9 +38,10 @@ DRAIN_POLL_S = 0.2
 
 class TeardownJob:
     def __init__(self, p: Provisioner, job: Job, host: HostState, record: HostRecord, cloud: Provider | None,
-                 private_key: Path) -> None:
+                 private_key: Path, *, local_hosts: LocalHosts | None = None) -> None:
         self.p, self.job, self.host, self.record, self.cloud = p, job, host, record, cloud
         self.private_key = private_key
+        self.local_hosts = local_hosts
         self.destroyed = False
 
     async def run(self) -> None:
@@ -59,7 +65,10 @@ class TeardownJob:
         p, job, host, record = self.p, self.job, self.host, self.record
         if host.state != "removed":
             await self._drain()
-        await self._remove_agent()
+        if record.provider == "local":
+            await self._stop_local_agent()
+        else:
+            await self._remove_agent()
         if record.rented:
             await self._destroy()
         if host.state != "removed":
@@ -83,6 +92,16 @@ class TeardownJob:
                 return
             await p.clock.sleep(DRAIN_POLL_S)
         job.add("phase", f"{host.name} drained: no request in flight")
+
+    async def _stop_local_agent(self) -> None:
+        job, host = self.job, self.host
+        if self.local_hosts is None:
+            job.add("phase", f"no local fleet runs in this backend: the agent of {host.name} ended with the backend "
+                             "that started it")
+            return
+        job.enter("stopping the agent", f"stopping the agent of {host.name} (it drains and deregisters)")
+        await self.local_hosts.stop_host(host.id)
+        job.add("phase", f"the agent of {host.name} stopped")
 
     async def _remove_agent(self) -> None:
         p, job, host, record = self.p, self.job, self.host, self.record

@@ -91,8 +91,18 @@ class LoopEvent(Event, frozen=True, kw_only=True):
     prefixes = ("loop.",)  # the supervisor's: a background loop crashed, restarted...
 
 
+class PriceEvent(Event, frozen=True, kw_only=True):
+    prefixes = ("price.",)  # price.changed (the engine, or back to list) / pinned / unpinned / range
+
+
+class AutoscaleEvent(Event, frozen=True, kw_only=True):
+    # autoscale.scale_up / scale_down / wait_up / wait_down / blocked / off: a decision with its reason
+    prefixes = ("autoscale.",)
+
+
 FAMILIES: tuple[type[Event], ...] = (BackendEvent, HostEvent, ReplicaEvent, ModelEvent, ClientEvent, KeyEvent,
-                                     LedgerEvent, UpstreamEvent, ProvisionEvent, LoopEvent)
+                                     LedgerEvent, UpstreamEvent, ProvisionEvent, LoopEvent, PriceEvent,
+                                     AutoscaleEvent)
 
 
 def event_type(kind: str) -> type[Event]:

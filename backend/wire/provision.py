@@ -46,13 +46,21 @@ class ProvisionRequest(msgspec.Struct, forbid_unknown_fields=True):
     gpu: str | None = None  # catalogue GPU id to restrict the offers to
     offer_id: str | None = None  # a specific offer from /admin/offers; default: the cheapest that fits
     name: str | None = None  # the host's name; default: derived from provider, GPU and a short id
-    engine: Literal["vllm", "sim"] = "vllm"  # sim: the simulated engine (no GPU needed)
+    engine: Literal["vllm", "sim"] = "vllm"  # sim: the simulated engine (no GPU needed); provider local: always sim
     # provider "ssh": the machine the operator already has (key authentication only)
     ssh_host: str | None = None
     ssh_port: Port = 22
     ssh_user: str = "root"
     # provider "ssh" with engine vllm: how many of the `gpu` cards the machine has (the engines' tensor parallelism)
     gpu_count: Annotated[int, msgspec.Meta(ge=1)] = 1
+    # An instance this job itself creates at a provider presents a host key no one has seen: true
+    # trusts it on first sight (recorded as confirmed, a warning event) so renting runs unattended;
+    # false (the default) waits for the operator. A changed key always fails; provider ssh (the
+    # operator's own machine) never trusts.
+    trust_new_host_key: bool = False
+    # Why it was asked (e.g. the autoscaler's decision): the job's first event, and named in the
+    # host-key wait's message.
+    reason: str | None = None
 
 
 class JobEventOut(msgspec.Struct):
@@ -60,7 +68,9 @@ class JobEventOut(msgspec.Struct):
     ts_us: int
     # phase: a new stage of the job (renting, waiting for SSH, bootstrap, first heartbeat...)
     # step_started / step_skipped / step_finished / step_failed / output: the playbook's steps
-    # host_key: waiting for the operator to confirm an unknown host key (text has the fingerprint)
+    # reason: why the job was asked (the first event, when the request gave one)
+    # host_key: waiting for the operator to confirm an unknown host key (text has the fingerprint),
+    #   or a new instance's key trusted on first sight (trust_new_host_key)
     # done / error: the job ended
     kind: str
     text: str
@@ -84,6 +94,7 @@ class JobOut(msgspec.Struct):
     events: list[JobEventOut]  # those after the `after` the caller gave (all when 0)
     # While state is waiting_host_key: the key the machine presented, to compare and confirm.
     host_key: HostKeyOut | None = None
+    reason: str | None = None  # why it was asked (ProvisionRequest.reason), e.g. the autoscaler's decision
 
 
 class HostKeyOut(msgspec.Struct):

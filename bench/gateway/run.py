@@ -242,14 +242,24 @@ class Bench:
             raise SystemExit(f"{MODEL} has no replica after registration: {mine}")
 
     async def heartbeat(self, http: httpx.AsyncClient) -> None:
-        body = msgspec.json.encode(protocol.Heartbeat(models=self._served(), checks=self._checks(),
-                                                      engine_key=ENGINE_KEY, engine_tls_sha256=self.engine_pin))
+        def body(busy: bool) -> bytes:
+            served = self._served()
+            if self.args.pricing == "busy":
+                # The engine's load swings every heartbeat, so that prices keep moving under load.
+                kv = 0.95 if busy else 0.05
+                served = [msgspec.structs.replace(m, metrics=protocol.EngineMetrics(kv_cache_usage_perc=kv,
+                                                                                    max_num_seqs=256))
+                          for m in served]
+            return msgspec.json.encode(protocol.Heartbeat(models=served, checks=self._checks(),
+                                                          engine_key=ENGINE_KEY, engine_tls_sha256=self.engine_pin))
+
+        bodies = (body(True), body(False))
         headers = {"Authorization": f"Bearer {self.host_token}", "Content-Type": "application/json"}
         while True:
             await asyncio.sleep(2.0)
             self.hb_sent += 1
             try:
-                r = await http.post("/hosts/heartbeat", content=body, headers=headers)
+                r = await http.post("/hosts/heartbeat", content=bodies[(self.hb_sent // 2) % 2], headers=headers)
                 if r.status_code != 200:
                     self.hb_errors += 1
                     print(f"  heartbeat -> {r.status_code} {r.text}", file=sys.stderr)
@@ -404,6 +414,9 @@ class Bench:
                         rows += await self.point(mode, c)
                 profile = await self.profile() if a.profile else None
                 usage, metered = await self.usage(http)
+                prices = self._ok(await http.get(f"/admin/models/{MODEL}/prices", params={"from": 0},
+                                                 headers=self.admin), "price history")
+                price_changes = sum(1 for c in prices["changes"] if c["source"] == "engine")
             finally:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -418,6 +431,7 @@ class Bench:
             "points": rows, "added": added(rows), "targets": targets(rows),
             "usage_by_model": usage, "through_ok_total": self.through_ok, "metering_ok": metered,
             "heartbeats": {"sent": self.hb_sent, "errors": self.hb_errors},
+            "price_changes": price_changes,  # the pricing engine's changes of MODEL's price during the run
             "valid": all(r["errors"] == 0 for r in rows) and metered and self.hb_errors == 0,
             "profile": profile,
         }
@@ -590,6 +604,7 @@ def render(res: dict) -> str:
                  f"completion_tokens={u['completion_tokens']} charged_nano={u['charged_nano']}")
     L.append(f"  served through the router (loadgen ok, warm-ups included): {res['through_ok_total']} -> "
              f"{'all metered' if res['metering_ok'] else 'MISMATCH'}")
+    L.append(f"dynamic pricing {cfg['pricing']}: {res['price_changes']} price changes during the run")
     L.append(f"heartbeats: {res['heartbeats']['sent']} sent, {res['heartbeats']['errors']} failed; "
              f"router RSS at end {cfg['router_rss_mib_end']} MiB")
     L.append(f"run valid (0 errors, all metered, heartbeats ok): {res['valid']}")

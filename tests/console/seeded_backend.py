@@ -21,7 +21,7 @@ from backend.app import Services, create_app
 from backend.localfleet.demo_seed import DEMO_NOW_US, seed_demo
 from backend.runtime.clock import set_fixed_clock
 from backend.server import uvicorn_server
-from backend.settings import Settings
+from backend.settings import AutoscalerSettings, PricingSettings, Settings
 from console.client import AdminClient
 
 __all__ = ["DEMO_NOW_US", "URL", "seeded_backend"]
@@ -38,8 +38,11 @@ def seeded_backend(data_dir: Path) -> Iterator[Callable[[], AdminClient]]:
     path = str(Path(tempfile.mkdtemp(prefix="tm-")) / "admin.sock")
 
     async def serve() -> None:
-        # Hosts are heard once, at seeding: a long heartbeat interval keeps them up meanwhile.
-        settings = Settings(data_dir=data_dir, heartbeat_interval_s=3600)
+        # Hosts are heard once, at seeding: a long heartbeat interval keeps them up meanwhile. Pricing
+        # and the autoscaler (on, to show what it wants) decide hourly: never while the tests run, so
+        # what they show is the seeded day's, not the result of a run at some real instant.
+        settings = Settings(data_dir=data_dir, heartbeat_interval_s=3600, pricing=PricingSettings(interval_s=3600),
+                            autoscaler=AutoscalerSettings(enabled=True, interval_s=3600))
         set_fixed_clock(DEMO_NOW_US - 10 * 3_600_000_000)  # the backend starts at 05:00, before the day's traffic
         services = await Services.start(settings)
         try:

@@ -26,8 +26,10 @@ async def test_enter_shows_the_loop_whole_and_esc_goes_back(tmp_path):
         async with app.run_test(size=(120, 40)) as pilot:
             await _settle(pilot)
             view = app.view
-            assert [key for key, _ in view.rows] == ["ledger.hold_expiry", "fleet.health", "metrics.gpu_cost"]
-            await pilot.press("down", "down")  # metrics.gpu_cost
+            loops = ["ledger.hold_expiry", "fleet.health", "metrics.load", "pricing.update", "metrics.gpu_cost",
+                     "autoscaler.decide"]
+            assert [key for key, _ in view.rows] == loops
+            await pilot.press(*["down"] * loops.index("metrics.gpu_cost"))
             before = app.refreshes
             await pilot.press("enter")
             await _settle(pilot, before)

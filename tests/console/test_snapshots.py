@@ -1,5 +1,6 @@
 """Every view, drawn by the real console through its real admin client, against a real backend
-holding a deterministic day (fixed clock, seeded traffic): 120x40, and the overview at 80x24."""
+holding a deterministic day (fixed clock, seeded traffic, prices moved, one pinned, one model's
+replica limits set): 120x40, and the overview at 80x24."""
 
 from __future__ import annotations
 
@@ -59,7 +60,10 @@ def test_help_screen(snap_compare, backend):
     assert snap_compare(_app(backend, "fleet"), terminal_size=(120, 40), run_before=run_before)
 
 
-@pytest.mark.parametrize(("view", "row"), [("fleet", "rig-b"), ("models", "llama-3.1-8b")])
+# The models: one priced by the engine through the day (its factors and history), one the autoscaler
+# is short of (the operator's minimum is above what it has).
+@pytest.mark.parametrize(("view", "row"), [("fleet", "rig-b"), ("models", "llama-3.1-8b"),
+                                           ("models", "qwen2.5-0.5b")])
 def test_filter_then_enter_drills_down(snap_compare, backend, view, row):
     async def run_before(pilot):
         await _settle(pilot)

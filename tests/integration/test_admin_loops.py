@@ -23,7 +23,10 @@ async def test_admin_loops_lists_every_loop_of_the_router(router):
     r = await router.http.get("/admin/loops", headers=router.admin)
     assert r.status_code == 200
     loops = {loop["name"]: loop for loop in r.json()}
-    assert set(loops) == {"ledger.hold_expiry", "fleet.health", "metrics.gpu_cost", "metrics.load"}
+    assert set(loops) == {"ledger.hold_expiry", "fleet.health", "metrics.gpu_cost", "metrics.load", "pricing.update",
+                          "autoscaler.decide"}
+    assert loops["autoscaler.decide"]["after"] == ["metrics.load"]
+    assert loops["pricing.update"]["after"] == ["metrics.load"]
     assert [loop["name"] for loop in r.json()].index("fleet.health") < \
         [loop["name"] for loop in r.json()].index("metrics.gpu_cost")  # started after what it needs
     assert loops["metrics.gpu_cost"]["after"] == ["fleet.health"]

@@ -30,9 +30,14 @@ async def sdk(router):
     await client.close()
 
 
-async def test_list_models(sdk):
+async def test_list_models(router, sdk):
     page = await sdk.models.list()
     assert {m.id for m in page.data} == {MODEL, OTHER}
+    # OpenRouter's `pricing`: USD per token as decimal strings, what a request is quoted now.
+    card = {m.id: m for m in page.data}[MODEL]
+    assert card.pricing == {"prompt": "0.00000014", "completion": "0.00000028"}  # $0.14 / $0.28 per 1M
+    q = router.services.pricer.quote(router.services.catalogue.model(MODEL))
+    assert (q.prompt_per_mtok, q.completion_per_mtok) == (140_000_000, 280_000_000)
 
 
 async def test_chat_non_streaming_is_metered_to_the_token(router, sdk):

@@ -75,3 +75,23 @@ async def test_supply_lowers_the_demand_ratio_and_the_window_forgets_old_samples
     await s.clock.sleep(600)
     later = s.load.load(MODEL, 60)
     assert later.demand_tps == 0.0 and 0 < later.samples <= 31
+
+
+async def test_demand_is_a_rate_over_the_whole_minutes_counted_not_over_the_window_alone(tmp_path):
+    # The live counters keep whole minutes: a 30 s window 10 s into a minute counts that minute
+    # from its start, so the rate must divide by the time since then, not by 30 s (which read
+    # demand up to twice too high, and made it drop at every minute boundary).
+    minute = 60_000_000
+    start = (START_US // minute + 1) * minute + 30_000_000  # 30 s into a minute
+    clock = VirtualClock(start)
+    with clock.hold():
+        s = await Services.start(router_settings(tmp_path, heartbeat_interval_s=2.0), clock=clock)
+    try:
+        with clock.hold():
+            s.metrics.live.record(model=MODEL, status="ok", prompt_tokens=0, completion_tokens=600, charged=1,
+                                  host_share=0, started_us=start - 1_000, first_byte_us=None, finished_us=start)
+        await clock.sleep(40)  # 10 s into the next minute
+        load = s.load.load(MODEL, 30)  # counts both minutes: the first from the request on (40 s)
+        assert load.demand_tps == pytest.approx(600 / 40, rel=1e-3)
+    finally:
+        await s.close()

@@ -41,6 +41,9 @@ def test_serve_local_end_to_end(tmp_path: Path):
         assert len(hosts) == 3 and all(h["status"] == "active" for h in hosts), hosts
         agents = children_of(proc.pid)
         assert len(agents) == 4  # three host agents and the traffic generator
+        # The demo runs the autoscaler (on provider local) with minute-scale timings.
+        scaling = httpx.get(f"{url}/admin/autoscaler", headers=admin).json()
+        assert scaling["enabled"] and scaling["interval_s"] == 10.0, scaling
 
         issued = httpx.post(f"{url}/admin/clients/demo-acme/keys", json={"name": "test"}, headers=admin)
         secret = issued.json()["secret"]
