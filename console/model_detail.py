@@ -56,24 +56,23 @@ def replicas_cell(s: ModelScalingOut | None, up: int, autoscaler: bool) -> str:
 def next_cell(s: ModelScalingOut | None, a: AutoscalerOut | None) -> str:
     """The autoscaler's next move, short: "+1 in 2" (one more replica once 2 more decisions in a row
     want it), "-1 in 5", "+1 now", "blocked", "hold" or "off". It moves one replica per decision.
-    Which move is the backend's (next_action, in words); the counts are its streaks and delays."""
+    Which move is the backend's (`next`); the counts are its streaks and delays."""
     if a is None:
         return NA
     if s is None:
         return "-"  # not a model it looks after
     if not s.enabled:
         return "off"
-    words = s.next_action
-    if words.startswith("scale up"):
+    if s.next == "scale_up":
         blocked = s.last_decision is not None and s.last_decision.action == "blocked"
         return "blocked" if blocked else "+1 now"
-    if words.startswith("scale down"):
+    if s.next == "scale_down":
         return "-1 now"
-    if words.startswith("wait"):
-        if s.desired > s.actual + s.pending:
-            return f"+1 in {max(a.upscale_delay - s.up_streak, 1)}"
+    if s.next == "wait_up":
+        return f"+1 in {max(a.upscale_delay - s.up_streak, 1)}"
+    if s.next == "wait_down":
         return f"-1 in {max(a.downscale_delay - s.down_streak, 1)}"
-    return words.split(":")[0].split(" (")[0]  # "hold", or a word the console does not know yet
+    return s.next  # hold, blocked, off
 
 
 # ---------------------------------------------------------------------- the detail: price

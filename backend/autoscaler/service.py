@@ -373,7 +373,8 @@ class Autoscaler:
         draining = len(self._drained(model))
         return ModelScalingOut(model, view.enabled, lo, hi, overridden, view.actual, view.pending, draining,
                                d.desired, view.load, utilization, waiting, st.streak.up, st.streak.down, next_us,
-                               next_action(d, th), st.last)
+                               next_action(d, th), st.last, next=d.action,
+                               model_enabled=self._overrides.get(model, Override()).enabled)
 
     async def set_scaling(self, model: str, change: SetModelScaling) -> ModelScalingOut:
         if model not in self.catalogue.model_by_id:

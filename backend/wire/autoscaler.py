@@ -48,6 +48,8 @@ class ModelScalingOut(msgspec.Struct):
     next_decision_us: int | None
     next_action: str  # what the next decision will do if the load stays as it is, in words
     last_decision: ScalingDecisionOut | None
+    next: ScalingAction = "hold"  # that next decision's action
+    model_enabled: bool = True  # this model's own switch (`enabled` is false too while the autoscaler is off)
 
 
 class AutoscalerOut(msgspec.Struct):

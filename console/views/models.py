@@ -41,7 +41,6 @@ from console.model_detail import (
 )
 from console.money import usd
 from console.views.base import TableView
-from console.widgets.pick import PickScreen
 from console.widgets.prompt import PromptScreen
 from console.widgets.spark_row import SparkRow
 from console.widgets.table import plain
@@ -303,19 +302,13 @@ class ModelsView(TableView):
             self.notify("This backend has no autoscaler.", severity="warning")
             return
         s = self.scaling_of(model)
-        if self.scaling.enabled:
-            enable = s is not None and not s.enabled  # one it does not look after yet is on by default
-        else:
-            # Off altogether: each model's own switch does not show, so ask which way to set it.
-            choice = await self.app.push_screen_wait(PickScreen(
-                f"The autoscaler is off altogether ([autoscaler] enabled = false). For {model}, when it is on:",
-                [("on", "on: it scales this model"), ("off", "off: it leaves this model's replicas alone")]))
-            if not choice:
-                return
-            enable = choice == "on"
+        enable = s is not None and not s.model_enabled  # one it does not look after yet is on by default
         verb = "on" if enable else "off"
         consequence = ("\nIt rents and releases replicas of it within its min and max." if enable else
                        "\nIts replicas stay as they are; nothing is rented or released for it.")
+        if not self.scaling.enabled:
+            consequence += ("\n(The autoscaler is off altogether, [autoscaler] enabled = false: this applies "
+                            "once it is on.)")
         await self.mutate(f"autoscaler {verb}", f"Turn the autoscaler {verb} for {model}?{consequence}",
                           lambda: self.tm.api.set_model_scaling(model, SetModelScaling(enabled=enable)),
                           f"Model {model}: autoscaler {verb}.")

@@ -11,21 +11,21 @@ from console.views.models import decimal_usd, parse_limits, parse_price_pair
 AUTOSCALER = AutoscalerOut(True, 60.0, 0.8, 0.3, 0.6, 3, 10, 5_000_000_000, 0, "ask", [], [])
 
 
-def scaling(*, enabled=True, actual=2, pending=0, desired=2, up=0, down=0, next_action="hold",
+def scaling(*, enabled=True, actual=2, pending=0, desired=2, up=0, down=0, nxt="hold",
             last: str | None = None) -> ModelScalingOut:
     decision = None if last is None else ScalingDecisionOut(1, "m", last, "why", desired, actual)  # type: ignore[arg-type]
     return ModelScalingOut("m", enabled, 1, 4, False, actual, pending, 0, desired, 0.5, 0.5, 0.0, up, down, None,
-                           next_action, decision)
+                           "in words", decision, next=nxt)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("s", "cell"), [
     (scaling(), "hold"),
-    (scaling(enabled=False, next_action="nothing: off (would scale up)"), "off"),
-    (scaling(desired=3, up=1, next_action="wait (2 of 3 decisions wanting more)"), "+1 in 2"),
-    (scaling(desired=1, down=5, next_action="wait (6 of 10 decisions wanting fewer)"), "-1 in 5"),
-    (scaling(desired=3, up=2, next_action="scale up: resume or rent one replica"), "+1 now"),
-    (scaling(desired=3, up=2, next_action="scale up: resume or rent one replica", last="blocked"), "blocked"),
-    (scaling(desired=1, down=9, next_action="scale down: release one replica"), "-1 now"),
+    (scaling(enabled=False, nxt="off"), "off"),
+    (scaling(desired=3, up=1, nxt="wait_up"), "+1 in 2"),
+    (scaling(desired=1, down=5, nxt="wait_down"), "-1 in 5"),
+    (scaling(desired=3, up=2, nxt="scale_up"), "+1 now"),
+    (scaling(desired=3, up=2, nxt="scale_up", last="blocked"), "blocked"),
+    (scaling(desired=1, down=9, nxt="scale_down"), "-1 now"),
     # One on its way and enough: it wants no more (the backend holds).
     (scaling(actual=1, pending=1, desired=2), "hold"),
 ])

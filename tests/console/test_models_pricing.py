@@ -198,17 +198,17 @@ async def test_a_turns_the_autoscaler_off_for_the_model_then_on(router):
 async def _not(result) -> bool:
     return not await result
 
-async def test_a_when_the_autoscaler_is_off_altogether_asks_which_way(router_autoscaler_off):
+async def test_a_when_the_autoscaler_is_off_altogether_sets_the_models_own_switch(router_autoscaler_off):
     router = router_autoscaler_off
     app = make_app(router)
     async with app.run_test(size=SIZE) as pilot:
         await goto(pilot, "models")
         await select(pilot, MODEL)
         await wait_for(pilot, lambda: cell(app, "next") == "off")
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen))
-        await pilot.press("down", "enter")  # the second choice: off
-        await confirm(pilot)
+        await pilot.press("a")  # the model's own switch is on (the default): `a` turns it off, and says
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))  # the autoscaler is off altogether
+        assert "off altogether" in " ".join(str(w.render()) for w in app.screen.query("Static"))
+        await pilot.press("y")
 
         async def said_off():
             return any(e["kind"] == "autoscale.limits" and e["subject"] == MODEL and "scaling off" in e["message"]

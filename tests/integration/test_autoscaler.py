@@ -266,7 +266,8 @@ async def test_admin_api_shows_and_sets_scaling(tmp_path):
         m = r.json()
         assert (m["min_replicas"], m["max_replicas"], m["limits_overridden"]) == (0, 6, True)
         assert m["enabled"] is False  # the autoscaler is off altogether in these settings
-        assert m["next_action"] == "nothing: off"
+        assert m["model_enabled"] is True  # while the model's own switch is on
+        assert m["next_action"] == "nothing: off" and m["next"] == "off"
 
         refused = [({"min_replicas": -1}, "min_replicas"), ({"max_replicas": 0}, "max_replicas"),
                    ({"min_replicas": 7}, "min_replicas"), ({"max_replicas": 10**20}, "max_replicas"),
@@ -287,6 +288,7 @@ async def test_admin_api_shows_and_sets_scaling(tmp_path):
                            headers=admin)
         assert r.status_code == 200
         assert (r.json()["min_replicas"], r.json()["max_replicas"]) == (1, 6)  # min back to the default
+        assert r.json()["model_enabled"] is False
         body = (await http.get("/admin/autoscaler", headers=admin)).json()
         assert [m["model"] for m in body["models"]] == [MODEL]  # the operator set it: it is looked after
         assert body["models"][0]["next_decision_us"] is not None
