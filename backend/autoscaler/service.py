@@ -297,7 +297,8 @@ class Autoscaler:
                           desired_of: dict[str, int]) -> tuple[Decision, str | None]:
         host = self._least_valuable(model, records, desired_of)
         if host is None:
-            return blocked(d, "no replica can go now (each is finishing requests or needed by another model)"), None
+            return blocked(d, "no replica can go now (each is being provisioned, released or needed by another "
+                              "model)"), None
         await self.fleet.drain(host, by="autoscaler")
         rec = records.get(host.id)
         if rec is not None and not is_community(host):
@@ -307,10 +308,10 @@ class Autoscaler:
 
     def _least_valuable(self, model: str, records: dict[str, HostRecord],
                         desired_of: dict[str, int]) -> HostState | None:
-        ranked: list[tuple[int, int, int, str]] = []
+        ranked: list[tuple[bool, int, int, int, str]] = []
         for rep in self.fleet.replicas(model):
             h = rep.host
-            if (not self.fleet.routable_now(rep) or h.outstanding or h.in_flight or h.id in self._releasing
+            if (not self.fleet.routable_now(rep) or h.id in self._releasing
                     or self.provisioner.jobs.active_for_host(h.id) is not None):
                 continue
             # A host serving other models goes only if each of them keeps what it needs.
@@ -320,8 +321,12 @@ class Autoscaler:
                 continue
             rec = records.get(h.id)
             rank = 2 if is_community(h) else 0 if rec is not None and rec.rented else 1
-            ranked.append((rank, -h.cost_per_hour, -h.created_us, h.id))
-        return self.fleet.host(min(ranked)[3]) if ranked else None
+            # An idle host first; a busy one is drained all the same (a replica of a model in steady
+            # use is never idle at the instant of a decision, and would never be released), and torn
+            # down only once its requests are finished (_teardown_when_idle).
+            busy = bool(h.outstanding or h.in_flight)
+            ranked.append((busy, rank, -h.cost_per_hour, -h.created_us, h.id))
+        return self.fleet.host(min(ranked)[4]) if ranked else None
 
     async def _teardown_when_idle(self, host: HostState, reason: str) -> None:
         try:

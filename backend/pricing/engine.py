@@ -144,11 +144,21 @@ class PricingEngine:
                 self._priced[m.id] = load
                 prompt, completion = self.bounds(m)
                 d = next_prices(load, hour_utc=hour_of(now), prompt=prompt, completion=completion, prev=prev,
-                                params=p)
+                                params=p, last_move=self._last_move(m.id))
                 if d.changed(prev):
                     await self._record(m, d.prices, "engine", d.explanation, d.factors, "price.changed", now)
 
     # ------------------------------------------------------------------ reads
+    def _last_move(self, model_id: str) -> int:
+        """+1 / -1: the direction of the model's last change by this engine; 0 when it is not one."""
+        recent = self._recent.get(model_id)
+        if not recent or len(recent) < 2 or recent[-1].source != "engine":
+            return 0
+        a, b = recent[-2], recent[-1]
+        delta = ((b.completion_per_mtok_nano - a.completion_per_mtok_nano)
+                 or (b.prompt_per_mtok_nano - a.prompt_per_mtok_nano))
+        return (delta > 0) - (delta < 0)
+
     def _override(self, model_id: str) -> Override:
         return self._overrides.get(model_id) or Override()
 

@@ -14,7 +14,12 @@ Per side (prompt, completion), in nano-USD per million tokens, each step an inte
 3. range: the price is held within [floor, ceiling].
 4. peak: during `peak_hours` (UTC) `peak_premium` is added (0.10 = +10 %), then held under the ceiling.
    The result is the target: it depends on the inputs alone, never on the previous price.
-5. hysteresis: a target less than `hysteresis_pct` away from the previous price leaves it as is.
+5. hysteresis: a target less than `hysteresis_pct` away from the previous price leaves it as is
+   (unless the target is the floor or the ceiling, which are reached); a move against the direction
+   of the last one (`last_move`) needs REVERSAL_FACTOR times that. A trend still moves the price
+   step by step, but noise in the load (a minute's Poisson arrivals, averaged over the window) no
+   longer walks it up and down: `tokenmill simulate` showed a small model's price reversing every
+   few minutes at a plain 1 % band (~700 changes a day; 71 with 3 % and the reversal rule).
 6. step limit: otherwise the price moves towards the target by at most `max_step_pct` of the
    previous price (at least 1 nano-USD, so a price of 0 can move).
 7. a previous price outside the range (the operator narrowed it) is brought inside at once.
@@ -81,7 +86,11 @@ class _Side:
     final: int  # inside the range
 
 
-def _side(prev: int, b: Bounds, util_dev: float, demand_dev: float, peak: bool, p: PricingSettings) -> _Side:
+REVERSAL_FACTOR = 3  # a move back against the last one needs this many times the hysteresis
+
+
+def _side(prev: int, b: Bounds, util_dev: float, demand_dev: float, peak: bool, p: PricingSettings,
+          last_move: int = 0) -> _Side:
     span = b.ceiling - b.floor
     base = b.floor + round(p.base_position * span)
     util = base + round(p.sensitivity * util_dev * span)
@@ -89,7 +98,9 @@ def _side(prev: int, b: Bounds, util_dev: float, demand_dev: float, peak: bool, 
     ranged = min(max(demand, b.floor), b.ceiling)
     peaked = ranged + round(ranged * p.peak_premium) if peak else ranged
     target = min(peaked, b.ceiling)
-    if abs(target - prev) * 100 < p.hysteresis_pct * prev:
+    band = p.hysteresis_pct * (REVERSAL_FACTOR if (target - prev) * last_move < 0 else 1)
+    # A target at the floor or the ceiling is reached: an idle model sinks to its floor, not to near it.
+    if b.floor < target < b.ceiling and abs(target - prev) * 100 < band * prev:
         held = limited = prev
     else:
         step = max(1, math.floor(prev * p.max_step_pct / 100))
@@ -104,8 +115,9 @@ def _pct(new: int, old: int) -> str:
 
 
 def next_prices(load: ModelLoad, *, hour_utc: int, prompt: Bounds, completion: Bounds, prev: Prices,
-                params: PricingSettings) -> PriceDecision:
-    """The next prompt and completion prices of one model, and why (see the module's docstring)."""
+                params: PricingSettings, last_move: int = 0) -> PriceDecision:
+    """The next prompt and completion prices of one model, and why (see the module's docstring).
+    `last_move`: the sign of the model's last price change (+1 up, -1 down, 0 none known)."""
     p = params
     u, d = load.utilization, load.demand_ratio
     w = p.utilization_weight
@@ -119,8 +131,8 @@ def next_prices(load: ModelLoad, *, hour_utc: int, prompt: Bounds, completion: B
         demand_dev = wd * ((d or 0.0) - t)
     combined = load.combined(w)
     peak = hour_utc in p.peak_hours
-    ps = _side(prev.prompt, prompt, util_dev, demand_dev, peak, p)
-    cs = _side(prev.completion, completion, util_dev, demand_dev, peak, p)
+    ps = _side(prev.prompt, prompt, util_dev, demand_dev, peak, p, last_move)
+    cs = _side(prev.completion, completion, util_dev, demand_dev, peak, p, last_move)
 
     def factor(name, detail: str, attr_new: str, attr_old: str | None) -> PriceFactorOut:
         def delta(s: _Side, old_prev: int) -> int:
@@ -147,7 +159,9 @@ def next_prices(load: ModelLoad, *, hour_utc: int, prompt: Bounds, completion: B
                        (ps.ranged - ps.demand) + (ps.target - ps.peak) + (ps.final - ps.limited),
                        (cs.ranged - cs.demand) + (cs.target - cs.peak) + (cs.final - cs.limited)),
         factor("step_limit", f"at most {p.max_step_pct:g} % per interval", "limited", "held"),
-        factor("hysteresis", f"a move under {p.hysteresis_pct:g} % is not made", "held", "target"),
+        factor("hysteresis", f"a move under {p.hysteresis_pct:g} % is not made"
+               + (f" ({p.hysteresis_pct * REVERSAL_FACTOR:g} % back against the last one)" if last_move else ""),
+               "held", "target"),
     ]
     new = Prices(ps.final, cs.final)
     why = f"load {combined:.2f} vs target {t:.2f} ({util_text}; {demand_text})"

@@ -212,6 +212,27 @@ async def test_low_load_releases_the_least_valuable_idle_replica(scene):
     assert scene.auto._state[MODEL].last.reason.endswith("; resume own")
 
 
+async def test_a_fleet_in_steady_use_still_releases_a_replica_once_its_requests_finish(scene):
+    # A model in steady use has requests in flight on every replica at any instant: skipping busy hosts
+    # meant it never scaled down (`tokenmill simulate` showed rented hosts kept all night at 15 % load).
+    # Now the least valuable is drained anyway and torn down only when its last request is done.
+    cheap = await scene.host("rented-cheap", 1, provider="vast", cost="0.31", rented_model=MODEL)
+    dear = await scene.host("rented-dear", 1, provider="runpod", cost="0.44", rented_model=MODEL)
+    for h in (cheap, dear):
+        h.replicas[MODEL].outstanding = 2
+    ds = [(await scene.round())[MODEL] for _ in range(2)]
+    assert [d.action for d in ds] == ["wait_down", "scale_down"]
+    assert ds[1].host_id == dear.id  # both busy: the dearer rented one goes
+    assert dear.state == "draining" and dear.drain_by == "autoscaler"
+    await scene.s.clock.sleep(30)
+    assert scene.cloud.torn_down == [] and dear.state == "draining"  # still finishing its two requests
+    dear.replicas[MODEL].outstanding = 0
+    for task in list(scene.auto._releasing.values()):
+        await task
+    assert scene.cloud.torn_down == [(dear.id, ds[1].reason)] and dear.state == "removed"
+    assert cheap.state == "active"
+
+
 async def test_a_host_serving_another_model_goes_only_if_that_model_keeps_enough(scene):
     # Both models idle on a shared host and one of their own; OTHER must keep 2 replicas.
     await scene.auto.set_scaling(OTHER, _scaling(min_replicas=2))

@@ -111,3 +111,27 @@ def test_a_price_outside_a_narrowed_range_is_brought_in_at_once(llama):
 
 def test_hour_of():
     assert hour_of(0) == 0 and hour_of(3_600_000_000 * 25 + 1) == 1
+
+
+def test_a_move_back_against_the_last_one_needs_three_times_the_hysteresis(llama):
+    # Noise in the load (a minute's arrivals) walked prices up and down every few minutes at a plain
+    # band: `tokenmill simulate` counted ~700 changes a day for one model. Load 0.55 puts the target
+    # 3.6 % under the list price: past the 3 % band, so it moves when nothing moved before, or the last
+    # move was down; right after a move up it is held until the target is 9 % away.
+    fresh = _price(llama, 0.55)
+    assert fresh.prices.prompt < LIST.prompt
+    going_down = next_prices(ModelLoad(llama.id, 300.0, 10, 1, 0.55, 0.0, 0.0, None), hour_utc=OFF_PEAK,
+                             prompt=_bounds(llama)[0], completion=_bounds(llama)[1], prev=LIST,
+                             params=PricingSettings(), last_move=-1)
+    assert going_down.prices == fresh.prices
+    after_up = next_prices(ModelLoad(llama.id, 300.0, 10, 1, 0.55, 0.0, 0.0, None), hour_utc=OFF_PEAK,
+                           prompt=_bounds(llama)[0], completion=_bounds(llama)[1], prev=LIST,
+                           params=PricingSettings(), last_move=+1)
+    assert after_up.prices == LIST
+    held = {f.name: f for f in after_up.factors}["hysteresis"]
+    assert "back against the last one" in held.detail and held.prompt_delta_nano == 5_000_000  # $0.005 held back
+    # 0.45: the target 10.7 % under: a real turn moves it even right after a move up.
+    turned = next_prices(ModelLoad(llama.id, 300.0, 10, 1, 0.45, 0.0, 0.0, None), hour_utc=OFF_PEAK,
+                         prompt=_bounds(llama)[0], completion=_bounds(llama)[1], prev=LIST,
+                         params=PricingSettings(), last_move=+1)
+    assert turned.prices.prompt < LIST.prompt
