@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend import __version__
-from backend.api import admin_api, autoscaler_api, hosts_api, openai_api, pricing_api, provision_api
+from backend.api import admin_api, autoscaler_api, hosts_api, openai_api, pricing_api, projections_api, provision_api
 from backend.api.allow import answer_options
 from backend.api.errors import api_error_handler, http_exception_handler, internal_error_handler
 from backend.api.openapi_setup import complete_schema, openapi_config
@@ -175,7 +175,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
     app = Litestar(
         route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, admin_api.AdminController,
                         provision_api.ProvisionController, pricing_api.PricingController,
-                        autoscaler_api.AutoscalerController],
+                        autoscaler_api.AutoscalerController, projections_api.ProjectionsController],
         lifespan=[lifespan],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
                             Exception: internal_error_handler},

@@ -83,6 +83,12 @@ def cmd_openapi(s, args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_command(s, argv: list[str]) -> int:
+    """Run another command with these settings: the quick-start wizard hands `provision ...` here."""
+    args = build_parser().parse_args(argv)
+    return args.func(s, args)
+
+
 def build_parser(epilog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tokenmill", description="Run an inference business from a terminal.",
                                 epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,6 +108,12 @@ def build_parser(epilog: str | None = None) -> argparse.ArgumentParser:
     from backend.cli_provision import add_commands
 
     add_commands(sub)
+    from backend.simulate.command import add_command as add_simulate
+
+    add_simulate(sub)
+    from backend.cli_quickstart import add_command as add_quickstart
+
+    add_quickstart(sub, run=_run_command)
     db = sub.add_parser("db", help="ledger database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=cmd_db_upgrade)

@@ -75,7 +75,8 @@ class PricingSettings(BaseModel):
     peak_premium: float = Field(default=0.10, ge=0, le=1, description="Added during peak hours (0.10 = +10 %).")
     max_step_pct: float = Field(default=5.0, gt=0, le=100, description="Largest change per interval, percent.")
     hysteresis_pct: float = Field(
-        default=1.0, ge=0, lt=100, description="A target closer than this (percent) to the price leaves it as is.")
+        default=3.0, ge=0, lt=100, description="A target closer than this (percent) to the price leaves it as is; "
+        "a move back against the last one needs 3 times this.")
 
     @field_validator("peak_hours")
     @classmethod
@@ -192,6 +193,8 @@ class Settings(BaseSettings):
     )
     local_hosts: int = Field(default=3, ge=1, le=32, description="Simulated hosts of `serve --local`.")
     local_traffic_rps: float = Field(default=4.0, ge=0, description="Synthetic client requests/s of `--local`.")
+    profit_target_daily_usd: str = Field(
+        default="0", description="Profit a day the operator aims for (USD); the console shows progress. 0 = none.")
     # GPU cloud providers (backend/fleet/providers). A provider without a key cannot be used;
     # the URLs are overridden only by tests, which point them at servers on loopback.
     runpod_api_key: SecretStr | None = Field(default=None, description="RunPod API key (rents GPU pods).")
@@ -245,6 +248,20 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser().resolve() if v is not None else None
+
+    @field_validator("profit_target_daily_usd")
+    @classmethod
+    def _profit_target(cls, v: str) -> str:
+        try:
+            if parse_usd(v, what="profit_target_daily_usd") < 0:
+                raise ValueError("must not be negative")
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @property
+    def profit_target_daily_nano(self) -> int:
+        return parse_usd(self.profit_target_daily_usd, what="profit_target_daily_usd")
 
     @field_validator("public_url", mode="after")
     @classmethod

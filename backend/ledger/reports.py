@@ -34,8 +34,8 @@ async def usage_by(engine: AsyncEngine, group_by: str, since_us: int, until_us: 
     q = (
         select(
             col,
-            func.count(),
-            func.sum(case((t.c.status == "failed", 1), else_=0)),
+            func.coalesce(func.sum(t.c.requests), 0),  # a row may stand for several (a simulation's)
+            func.sum(case((t.c.status == "failed", t.c.requests), else_=0)),
             func.coalesce(func.sum(t.c.prompt_tokens), 0),
             func.coalesce(func.sum(t.c.completion_tokens), 0),
             func.coalesce(func.sum(t.c.charged), 0),
@@ -47,4 +47,4 @@ async def usage_by(engine: AsyncEngine, group_by: str, since_us: int, until_us: 
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(q)).all()
-    return [UsageRow(r[0], r[1], int(r[2] or 0), int(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in rows]
+    return [UsageRow(r[0], int(r[1]), int(r[2] or 0), int(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in rows]

@@ -98,6 +98,9 @@ class Usage:
     host_id: str | None = None
     first_byte_us: int | None = None
     status: str = "ok"
+    # How many requests these figures sum: 1 from the router; more from a simulation that settles
+    # a replica's requests of an hour at one price together (the tokens and charge are their sums).
+    requests: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -596,6 +599,9 @@ class Ledger:
                 raise InvalidAmount(f"{name}: must not be negative, got {v}")
         if host_share > charged:
             raise InvalidRequest(f"host_share {host_share} exceeds the amount charged {charged}")
+        n = usage.requests
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 2**31 - 1:
+            raise InvalidRequest(f"usage requests must be an integer from 1 to 2**31-1, got {usage.requests!r}")
         for name in ("prompt_tokens", "completion_tokens", "price_prompt_per_mtok", "price_completion_per_mtok",
                      "started_us", "finished_us", "first_byte_us"):
             v = getattr(usage, name)
@@ -640,7 +646,7 @@ class Ledger:
             usage.request_id, hold_key, usage.client_id, usage.key_id, usage.model, usage.host_id,
             usage.prompt_tokens, usage.completion_tokens, usage.price_prompt_per_mtok,
             usage.price_completion_per_mtok, charged, host_share, usage.status, usage.started_us,
-            usage.first_byte_us, usage.finished_us, ts,
+            usage.first_byte_us, usage.finished_us, ts, usage.requests,
         ))
         return result, self._submit(op)
 

@@ -113,6 +113,7 @@ class UsageEvent(SQLModel, table=True):
             name="ck_usage_non_negative",
         ),
         CheckConstraint("host_share <= charged", name="ck_usage_host_share_within_charge"),
+        CheckConstraint("requests >= 1", name="ck_usage_requests_positive"),
         # One time index only: every extra index costs each request several µs at commit.
         # Per client / model / host figures come from rollups, not from scanning events.
         Index("ix_usage_time", "created_us"),
@@ -137,6 +138,9 @@ class UsageEvent(SQLModel, table=True):
     first_byte_us: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     finished_us: int = Field(sa_column=_big())
     created_us: int = Field(sa_column=_big())
+    # How many requests the row stands for: 1 from the router; a simulation settles a replica's
+    # requests of an hour at one price as one row (migration 0008). Reports sum it.
+    requests: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
 
 
 # Tables whose rows the database itself refuses to change or delete (migration 0001 adds the

@@ -89,34 +89,36 @@ class LiveMetrics:
         self.first_us: int | None = None  # the earliest request seen: rates divide by time observed
 
     def record(self, *, model: str, status: str, prompt_tokens: int, completion_tokens: int, charged: int,
-               host_share: int, started_us: int, first_byte_us: int | None, finished_us: int) -> None:
+               host_share: int, started_us: int, first_byte_us: int | None, finished_us: int,
+               requests: int = 1) -> None:
         """`status`: the usage event's ("ok", "failed", "cancelled"), or "rejected": the engine
-        refused the request as the client's error (its usage event says "failed")."""
+        refused the request as the client's error (its usage event says "failed"). `requests`: how
+        many requests the figures sum (a simulation's batch), each taking the same time."""
         if self.first_us is None or started_us < self.first_us:
             self.first_us = started_us
         c = self._counts(finished_us, model)
         if c is None:
             return
         if status == "rejected":
-            c.client_errors += 1
+            c.client_errors += requests
             return
-        c.requests += 1
+        c.requests += requests
         if status == "failed":
-            c.failed += 1
+            c.failed += requests
         elif status == "cancelled":
-            c.cancelled += 1
+            c.cancelled += requests
         c.prompt_tokens += prompt_tokens
         c.completion_tokens += completion_tokens
         c.revenue += charged
         c.payouts += host_share
         took = max(finished_us - started_us, 0)
-        c.busy_us += took
+        c.busy_us += took * requests
         if status == "ok":  # a failure's latency is the timeout's, not the service's
             b = bucket_of(took)
-            c.latency[b] = c.latency.get(b, 0) + 1
+            c.latency[b] = c.latency.get(b, 0) + requests
             if first_byte_us is not None:
                 b = bucket_of(max(first_byte_us - started_us, 0))
-                c.ttft[b] = c.ttft.get(b, 0) + 1
+                c.ttft[b] = c.ttft.get(b, 0) + requests
 
     def refused(self, *, client: bool, at_us: int) -> None:
         """A request answered with an error before it reached an engine: the client's (`client`,

@@ -60,6 +60,13 @@ def to_us(when: dt.datetime) -> int:
     return int(when.timestamp() * 1_000_000)
 
 
+def stopwatch() -> Callable[[], float]:
+    """Real seconds since this call, for saying how long something took (a simulation's wall time),
+    never for scheduling: that is the Clock's."""
+    started = time.perf_counter()
+    return lambda: time.perf_counter() - started
+
+
 class TimerHandle(Protocol):
     def cancel(self) -> None: ...
 

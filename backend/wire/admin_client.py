@@ -37,6 +37,7 @@ from backend.wire.admin import (
 from backend.wire.autoscaler import AutoscalerOut, ModelScalingOut, SetModelScaling
 from backend.wire.errors import Envelope
 from backend.wire.pricing import ModelPricingOut, PriceHistoryOut, PricingOut, SetModelPricing
+from backend.wire.projections import ProjectionsOut
 from backend.wire.provision import ConfirmHostKey, HostKeyOut, JobOut, OffersOut, ProvisionRequest, RunOut
 
 T = TypeVar("T")
@@ -165,6 +166,10 @@ class AdminClient:
 
     async def metrics(self, rate_window_s: int = 600) -> MetricsOut:
         return await self._call("GET", "/metrics", MetricsOut, params={"rate_window_s": rate_window_s})
+
+    async def projections(self) -> ProjectionsOut:
+        """Today's and this month's money so far and projected, break-even per model, the target."""
+        return await self._call("GET", "/projections", ProjectionsOut)
 
     async def model_metrics(self, model_id: str, rate_window_s: int = 600) -> ModelMetricsOut:
         return await self._call("GET", f"/models/{model_id}/metrics", ModelMetricsOut,

@@ -1,5 +1,5 @@
 """Overview: money for the last hour and today, traffic and latency, the last hour per minute as
-sparklines, and what is up."""
+sparklines, what is up, and the projections (today and this month, the profit target, break-even)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 from backend.wire.admin import MetricsOut, WindowOut
+from backend.wire.projections import ProjectionsOut
+from console.client import AdminError
 from console.figures import NA, ms, pct, rate
 from console.money import usd
 from console.views.base import View
+from console.widgets.projections import ProjectionsPanel
 from console.widgets.spark_row import SparkRow
 
 
@@ -54,6 +57,7 @@ class OverviewView(View):
     OverviewView #traffic { width: auto; }
     OverviewView #sparks-title { margin-top: 1; text-style: bold; }
     OverviewView #fleet { height: auto; margin-top: 1; }
+    OverviewView ProjectionsPanel { margin-top: 1; }
     """
 
     def compose(self) -> ComposeResult:
@@ -67,10 +71,12 @@ class OverviewView(View):
         yield SparkRow("errors", lambda v: f"{v:,.0f}/min", id="spark-errors")
         yield SparkRow("client errors", lambda v: f"{v:,.0f}/min", id="spark-client-errors")
         yield Static("", id="fleet")
+        yield ProjectionsPanel(id="projections")
 
     async def refresh_data(self) -> None:
         api = self.tm.api
-        m, hosts, models = await asyncio.gather(api.metrics(), api.hosts(), api.models())
+        m, hosts, models, projections = await asyncio.gather(api.metrics(), api.hosts(), api.models(),
+                                                             _projections(api))
         self.query_one("#money", Static).update(money_table(m))
         self.query_one("#traffic", Static).update(traffic_table(m.hour))
         s = m.series
@@ -89,3 +95,14 @@ class OverviewView(View):
         self.query_one("#fleet", Static).update(
             f"hosts up {up}/{len(live)}   models enabled {enabled}/{len(models)}, serving {serving}   "
             f"GPU cost now {usd(m.gpu_cost_per_h_nano)}/h")
+        self.query_one(ProjectionsPanel).show(projections)
+
+
+async def _projections(api) -> ProjectionsOut | None:
+    """None from a backend without projections (404): the panel says N/A, the rest still shows."""
+    try:
+        return await api.projections()
+    except AdminError as exc:
+        if exc.status == 404:
+            return None
+        raise

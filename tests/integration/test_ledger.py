@@ -354,3 +354,26 @@ async def test_a_hold_is_released_when_it_falls_due_not_at_the_next_sweep(engine
     finally:
         with clock.hold():
             await led.close()
+
+
+async def test_a_usage_event_may_stand_for_several_requests_and_reports_count_them(ledger):
+    # A simulation settles a replica's requests of an hour at one price as one usage event: its
+    # `requests` column says how many, and the usage report sums it (production rows are 1 each).
+    from backend.ledger.reports import usage_by
+
+    await funded(ledger)
+    one = await ledger.hold(CLIENT, chart.REVENUE, USD, code="usage")
+    await ledger.settle(one.key, charged=1_000, usage=usage("req-1"))
+    many = await ledger.hold(CLIENT, chart.REVENUE, USD, code="usage")
+    await ledger.settle(many.key, charged=5_000, usage=usage("sim-1", requests=250))
+    failed = await ledger.hold(CLIENT, chart.REVENUE, USD, code="usage")
+    await ledger.settle(failed.key, charged=0, usage=usage("sim-2", requests=7, status="failed", prompt_tokens=0,
+                                                           completion_tokens=0))
+    (row,) = await usage_by(ledger.engine, "model", 0, 10**16)
+    assert (row.requests, row.failed, row.charged) == (258, 7, 6_000)
+    for bad in (0, -1, True, 2**31):
+        h = await ledger.hold(CLIENT, chart.REVENUE, USD, code="usage")
+        with pytest.raises(InvalidRequest, match="usage requests must be an integer from 1"):
+            ledger.settle_nowait(h.key, charged=0, usage=usage(f"bad-{bad}", requests=bad))
+        await ledger.void(h.key)
+    await assert_sound(ledger)
