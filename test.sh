@@ -8,6 +8,8 @@ cd "$(dirname "$0")"
 . scripts/venv.sh dev
 
 if [ -z "${TOKENMILL_TEST_DATABASE_URL:-}" ]; then
+    # This run's own server directory: another suite running on the machine keeps its server.
+    export TOKENMILL_PG_STATE="${TMPDIR:-/tmp}/tokenmill-test-postgres.$$"
     if pg_url="$(scripts/throwaway-postgres.sh start)"; then
         trap 'scripts/throwaway-postgres.sh stop' EXIT
         export TOKENMILL_TEST_DATABASE_URL="$pg_url"

@@ -141,6 +141,68 @@ class AutoscalerSettings(BaseModel):
         return parse_usd(self.budget_per_hour_usd, what="budget_per_hour_usd")
 
 
+def _positive_usd(v: str, what: str) -> str:
+    try:
+        if parse_usd(v, what=what) <= 0:
+            raise ValueError(f"{what} must be more than 0, got {v!r}")
+    except MoneyError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+class BillingSettings(BaseModel):
+    """`[billing]`: Stripe (money in), auto-recharge, invoices (backend/billing/).
+
+    Without `stripe_secret_key` there is no Checkout and no auto-recharge (the API says so);
+    credit then arrives only by an operator's grant. `stripe_api_base` points the stripe library
+    elsewhere (the tests' local Stripe-shaped server); leave it empty in production."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stripe_secret_key: SecretStr | None = Field(default=None, description="sk_live_... / sk_test_... (a secret).")
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_...: verifies Stripe-Signature on POST /v1/billing/webhook (a secret).")
+    stripe_api_base: str = Field(default="", description="Empty = Stripe's servers; tests point it at a local one.")
+    webhook_tolerance_s: int = Field(default=300, ge=1, description="Oldest signed timestamp a webhook may carry.")
+    checkout_min_usd: str = Field(default="5.00", description="Smallest top-up through Checkout.")
+    checkout_max_usd: str = Field(default="10000.00", description="Largest top-up through Checkout.")
+    checkout_success_url: str = Field(default="", description="Where Checkout sends the client after paying; "
+                                      "empty = the router's public URL + /billing/done.")
+    checkout_cancel_url: str = Field(default="", description="Where Checkout sends a client who cancels; "
+                                     "empty = the router's public URL + /billing/cancelled.")
+    recharge_max_failures: int = Field(default=3, ge=1, description="Failures in a row that turn auto-recharge off.")
+    business_name: str = Field(default="tokenmill operator", description="The seller named on invoices.")
+    business_address: str = Field(default="", description="The seller's address on invoices (lines split by \\n).")
+    invoice_prefix: str = Field(default="TM", pattern=r"^[A-Z0-9]{1,8}$",
+                                description="Invoice numbers: PREFIX-YYYY-NNNNNN.")
+
+    @field_validator("checkout_min_usd", "checkout_max_usd")
+    @classmethod
+    def _usd(cls, v: str, info) -> str:
+        return _positive_usd(v, info.field_name)
+
+    @field_validator("stripe_api_base", "checkout_success_url", "checkout_cancel_url")
+    @classmethod
+    def _url(cls, v: str, info) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"{info.field_name} must start with http:// or https://, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> BillingSettings:
+        if self.checkout_min_nano > self.checkout_max_nano:
+            raise ValueError(f"checkout_min_usd {self.checkout_min_usd} > checkout_max_usd {self.checkout_max_usd}")
+        return self
+
+    @property
+    def checkout_min_nano(self) -> int:
+        return parse_usd(self.checkout_min_usd, what="checkout_min_usd")
+
+    @property
+    def checkout_max_nano(self) -> int:
+        return parse_usd(self.checkout_max_usd, what="checkout_max_usd")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOKENMILL_", extra="forbid", validate_default=True,
                                       env_nested_delimiter="__")
@@ -241,6 +303,8 @@ class Settings(BaseSettings):
     pricing: PricingSettings = Field(default_factory=PricingSettings, description="Dynamic pricing ([pricing]).")
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings,
                                            description="The autoscaler ([autoscaler]).")
+    billing: BillingSettings = Field(default_factory=BillingSettings,
+                                     description="Stripe, auto-recharge and invoices ([billing]).")
 
     config_file: Path | None = Field(default=None, exclude=True)
 

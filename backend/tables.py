@@ -1,6 +1,8 @@
 """Every table, imported once so that SQLModel.metadata (and Alembic) sees the whole schema."""
 
 from backend.autoscaler.tables import ModelScaling
+from backend.billing.invoice_tables import Invoice, InvoiceCounter, InvoiceLine
+from backend.billing.tables import ClientBilling, Payment, StripeEvent
 from backend.clients.tables import ApiKey, Client
 from backend.fleet.tables import Host, ModelSetting
 from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer, UsageEvent
@@ -11,17 +13,23 @@ from backend.runtime.tables import ScheduleRun
 __all__ = [
     "ApiKey",
     "Client",
+    "ClientBilling",
     "Host",
+    "Invoice",
+    "InvoiceCounter",
+    "InvoiceLine",
     "LedgerAccount",
     "LedgerOpenHold",
     "LedgerTransfer",
     "ModelPricing",
     "ModelScaling",
     "ModelSetting",
+    "Payment",
     "PriceChange",
     "ProvisionRun",
     "ProvisionStep",
     "ProvisionedHost",
     "ScheduleRun",
+    "StripeEvent",
     "UsageEvent",
 ]

@@ -2,8 +2,10 @@
 # A throwaway PostgreSQL server for the test suite, from Debian's packages.
 #   start: prints its URL (trust auth, loopback only, fsync off); exits 1 if no server binaries
 #   stop:  stops it and deletes its files
+# TOKENMILL_PG_STATE names its directory: two runs on one machine (two checkouts' test suites) need
+# two, or the second's start stops the first's server (start begins by stopping what is there).
 set -euo pipefail
-state="${TMPDIR:-/tmp}/tokenmill-test-postgres"
+state="${TOKENMILL_PG_STATE:-${TMPDIR:-/tmp}/tokenmill-test-postgres}"
 bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
 
 as_owner() {

@@ -18,6 +18,8 @@ class Kind(StrEnum):
     PAYMENT_CLEARING = "payment_clearing"
     FEES = "fees"
     PROMOTIONS = "promotions"
+    RECEIVABLE = "receivable"  # a client owes us: a refund or dispute that its balance could not cover
+    PROVIDER_PAYABLE = "provider_payable"  # we owe a GPU cloud for the time its machines ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,8 @@ RULES: dict[str, KindRule] = {
     Kind.PAYMENT_CLEARING: KindRule(credit_normal=False),
     Kind.FEES: KindRule(credit_normal=False),
     Kind.PROMOTIONS: KindRule(credit_normal=False),
+    Kind.RECEIVABLE: KindRule(credit_normal=False),
+    Kind.PROVIDER_PAYABLE: KindRule(credit_normal=True),
 }
 
 # One of each, opened when the ledger starts.
@@ -60,3 +64,11 @@ def client_account(client_id: str) -> str:
 
 def host_account(host_id: str) -> str:
     return f"host:{host_id}:payable"
+
+
+def receivable_account(client_id: str) -> str:
+    return f"client:{client_id}:receivable"
+
+
+def provider_account(provider: str) -> str:
+    return f"provider:{provider}:payable"
