@@ -9,6 +9,7 @@ the money on a wide terminal and under it on a narrow one."""
 
 from __future__ import annotations
 
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -24,7 +25,7 @@ SO_FAR, PROJECTED, EMPTY = "█", "▒", "░"
 # Less observed time than this and the projection is a guess: under a quarter of the hour the day
 # is projected from, or under one whole day (one daily cycle) for the month.
 TENTATIVE_S = {"day": 900.0, "month": 86_400.0}
-WIDE = 110  # columns from which the break-even table fits beside the money
+GAP = 3  # columns between the money and the break-even table when side by side
 
 
 def duration(seconds: float) -> str:
@@ -103,8 +104,11 @@ class ProjectionsPanel(Vertical):
     ProjectionsPanel #proj-row { height: auto; }
     ProjectionsPanel.narrow #proj-row { layout: vertical; }
     ProjectionsPanel #proj-money { width: auto; margin-right: 3; }
+    ProjectionsPanel.narrow #proj-money { margin-right: 0; }
     ProjectionsPanel #proj-break-even { width: auto; }
     """
+
+    _tables: tuple[Table, Table] | None = None  # the last shown, measured again on a resize
 
     def compose(self) -> ComposeResult:
         yield Static("projections: loading…", id="proj-target", markup=False)
@@ -112,17 +116,27 @@ class ProjectionsPanel(Vertical):
             yield Static("", id="proj-money")
             yield Static("", id="proj-break-even")
 
+    def _fits_beside(self, *tables: Table) -> bool:
+        """Whether the tables fit side by side in the terminal, as wide as their figures make them
+        now (a dollar figure grows a column: a fixed threshold would clip the last one)."""
+        console = self.app.console
+        need = sum(Measurement.get(console, console.options, t).maximum for t in tables) + GAP
+        return need <= self.app.size.width - 2  # the view's padding
+
     def on_resize(self) -> None:
-        self.set_class(self.app.size.width < WIDE, "narrow")
+        if self._tables is not None:
+            self.set_class(not self._fits_beside(*self._tables), "narrow")
 
     def show(self, p: ProjectionsOut | None) -> None:
         """None: the backend has no projections to give (an older one)."""
-        self.set_class(self.app.size.width < WIDE, "narrow")
         if p is None:
+            self._tables = None
             self.query_one("#proj-target", Static).update(f"projections: {NA}")
             self.query_one("#proj-money", Static).update("")
             self.query_one("#proj-break-even", Static).update("")
             return
+        money, break_even = self._tables = money_table(p), break_even_table(p.models)
+        self.set_class(not self._fits_beside(money, break_even), "narrow")
         self.query_one("#proj-target", Static).update(Text(target_line(p)))
-        self.query_one("#proj-money", Static).update(money_table(p))
-        self.query_one("#proj-break-even", Static).update(break_even_table(p.models))
+        self.query_one("#proj-money", Static).update(money)
+        self.query_one("#proj-break-even", Static).update(break_even)

@@ -4,11 +4,12 @@ without colour (so far, projected, the rest; a loss fills nothing)."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from rich.console import Console
 from textual.widgets import Static
 
-from backend.wire.projections import PeriodProjectionOut, ProjectionsOut
+from backend.wire.projections import ModelBreakEvenOut, PeriodProjectionOut, ProjectionsOut
 from console.app import TokenmillApp
 from console.figures import share
 from console.money import usd
@@ -97,3 +98,34 @@ def test_target_bar_reads_without_colour():
 def test_durations():
     assert [duration(s) for s in (0, 299, 3600, 3660, 36_000, 47 * 3600, 3 * 86_400)] == [
         "0m", "4m", "1h", "1h01m", "10h", "47h", "3d"]
+
+
+async def test_wide_figures_move_break_even_under_the_money_rather_than_clip_it():
+    """At 120 columns the tables fit side by side with the seeded day's figures, but not with a
+    month of four-figure costs and long model names: then break-even goes under the money (a fixed
+    width threshold clipped its last column)."""
+    from textual.app import App
+
+    big = msgspec.structs.replace(_period("month", 36_000), gpu_cost_nano=1_121_364_600_000,
+                                  projected_gpu_cost_nano=12_121_364_600_000,
+                                  projected_profit_nano=-11_934_422_500_000)
+    models = [ModelBreakEvenOut(model=f"qwen2.5-0.5b-instruct-long-{i}", replicas=2, hosts=["h1", "h2"],
+                                gpu_cost_per_h_nano=1_013_800_000, prompt_per_mtok_nano=1, completion_per_mtok_nano=1,
+                                mean_prompt_tokens=400.0, mean_completion_tokens=200.0, mix_from="default",
+                                revenue_per_h_at_full_nano=1, break_even_utilization=17.68, utilization=1.12, note="")
+              for i in range(3)]
+    p = ProjectionsOut(0, _period("day", 3600), big, 0, None, None, models)
+
+    class One(App):
+        def compose(self):
+            yield ProjectionsPanel()
+
+    app = One()
+    async with app.run_test(size=(120, 40)) as pilot:
+        panel = app.query_one(ProjectionsPanel)
+        panel.show(p)
+        await pilot.pause()
+        assert panel.has_class("narrow")
+        for part in ("money", "break-even"):
+            region = panel.query_one(f"#proj-{part}", Static).region
+            assert region.right <= 120
