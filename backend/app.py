@@ -11,11 +11,26 @@ from litestar.exceptions import HTTPException
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend import __version__
-from backend.api import admin_api, autoscaler_api, hosts_api, openai_api, pricing_api, projections_api, provision_api
+from backend.api import (
+    admin_api,
+    autoscaler_api,
+    billing_admin_api,
+    billing_api,
+    hosts_api,
+    invoices_api,
+    me_api,
+    openai_api,
+    pricing_api,
+    projections_api,
+    provision_api,
+    public_pricing_api,
+)
 from backend.api.allow import answer_options
 from backend.api.errors import api_error_handler, http_exception_handler, internal_error_handler
 from backend.api.openapi_setup import complete_schema, openapi_config
 from backend.autoscaler.service import Autoscaler
+from backend.billing.invoices import InvoiceService
+from backend.billing.service import Billing
 from backend.catalogue import Catalogue, load_catalogue
 from backend.clients.service import ClientDirectory
 from backend.db.engine import make_engine, migrate
@@ -24,6 +39,7 @@ from backend.fleet.registry import Fleet
 from backend.ledger.errors import LedgerError
 from backend.ledger.service import Ledger
 from backend.metrics.gpu_cost import GpuCostMeter
+from backend.metrics.gpu_cost_ledger import GpuCostLedger
 from backend.metrics.live import LiveMetrics
 from backend.metrics.load import LoadTracker
 from backend.metrics.report import MetricsReport
@@ -74,6 +90,12 @@ class Services:
     pricing: PricingEngine | None = None
     # Replicas per model from load, renting and releasing hosts through the provisioner. Set by start().
     autoscaler: Autoscaler | None = None
+    # Monthly invoices: generated on the 2nd at 00:00 UTC for the month before, or by hand. Set by start().
+    invoices: InvoiceService | None = None
+    # Stripe top-ups, the webhook that credits them, auto-recharge, refunds and disputes. Set by start().
+    billing: Billing | None = None
+    # Rented and owned GPU time posted to the ledger each interval (GPU cost -> provider payable). Set by start().
+    gpu_ledger: GpuCostLedger | None = None
 
     @classmethod
     async def start(cls, settings: Settings, catalogue: Catalogue | None = None,
@@ -110,23 +132,32 @@ class Services:
         meter = GpuCostMeter(engine, fleet, tick_s=settings.gpu_meter_tick_s,
                              persist_every_s=settings.gpu_cost_persist_s, clock=clock, supervisor=supervisor)
         meter.start()
+        gpu_ledger = GpuCostLedger(meter, ledger, fleet, engine, post_s=settings.gpu_cost_post_s, clock=clock,
+                                   supervisor=supervisor)
         forwarder = Forwarder(fleet, AiohttpTransport(connect_timeout_s=settings.upstream_connect_timeout_s,
                                                       read_timeout_s=settings.upstream_read_timeout_s))
         await forwarder.start()
         proxy = Proxy(ledger=ledger, clients=clients, fleet=fleet, models=models, pricer=pricer, events=bus,
                       limiter=RateLimiter(settings.key_rate_limit_rps, settings.key_rate_limit_burst, clock),
                       max_body_bytes=settings.max_body_bytes, forwarder=forwarder, metrics=live)
+        billing = Billing(settings, engine, ledger, clients, bus, clock)
+        await billing.start()
+        proxy.after_hold = billing.recharge.check  # auto-recharge: an in-memory check after each hold
         metrics = MetricsReport(live, meter, fleet, engine)
         provisioner = Provisioner(settings, engine, catalogue, fleet, bus, metrics)
         await provisioner.start()
         autoscaler = Autoscaler(settings, engine, catalogue, fleet, models, load, provisioner, bus,
                                 supervisor=supervisor)
         await autoscaler.start()
+        invoices = InvoiceService(engine, settings.billing, clock=clock, bus=bus, ledger=ledger)
+        await invoices.start()
+        invoices.schedule(supervisor)  # the 2nd at 00:00 UTC, for the month before (caught up after downtime)
         supervisor.start()  # the loops registered above, each after those it needs
         bus.add("backend.started", "tokenmill", f"tokenmill {__version__} serving")
         return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
                    settings.ensure_admin_token(), metrics, provisioner, clock.now_us(), forwarder=forwarder,
-                   clock=clock, supervisor=supervisor, load=load, pricing=pricing, autoscaler=autoscaler)
+                   clock=clock, supervisor=supervisor, load=load, pricing=pricing, autoscaler=autoscaler,
+                   gpu_ledger=gpu_ledger, invoices=invoices, billing=billing)
 
     @property
     def bus(self) -> EventBus:
@@ -139,6 +170,8 @@ class Services:
             await self.autoscaler.close()
         await self.provisioner.close()
         await self.proxy.forwarder.close()
+        if self.billing is not None:  # its recharge tasks use the ledger
+            await self.billing.close()
         await self.supervisor.stop()  # every loop, in the reverse of their start order
         await self.metrics.meter.close()
         await self.fleet.close()
@@ -175,7 +208,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
     app = Litestar(
         route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, admin_api.AdminController,
                         provision_api.ProvisionController, pricing_api.PricingController,
-                        autoscaler_api.AutoscalerController, projections_api.ProjectionsController],
+                        autoscaler_api.AutoscalerController, projections_api.ProjectionsController,
+                        me_api.MeController, *public_pricing_api.ROUTES,
+                        *invoices_api.ROUTES, *billing_api.ROUTES, billing_admin_api.BillingAdminController],
         lifespan=[lifespan],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
                             Exception: internal_error_handler},

@@ -246,6 +246,11 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How often open GPU cost stretches reach the database: what a crash can "
         "lose. A simulation, which does not crash, may write far less often."
     )
+    gpu_cost_post_s: int = Field(
+        default=60, ge=60, le=86_400, description="Rented and owned GPU time reaches the ledger (GPU cost -> the "
+        "provider's payable) as one transfer per host per this many seconds, a divisor of a day (86400). A "
+        "simulation posts hourly."
+    )
     events_stream_s: float = Field(
         default=300.0, gt=0, description="A live events stream (GET /admin/events/stream) ends after this long; "
         "the console reconnects from the last event it saw, so a forgotten connection does not stay forever."
@@ -312,6 +317,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser().resolve() if v is not None else None
+
+    @field_validator("gpu_cost_post_s")
+    @classmethod
+    def _post_divides_a_day(cls, v: int) -> int:
+        if 86_400 % v:
+            raise ValueError(f"must divide a day (86400 s) so that no period crosses midnight, got {v}")
+        return v
 
     @field_validator("profit_target_daily_usd")
     @classmethod

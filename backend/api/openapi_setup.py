@@ -17,6 +17,8 @@ from backend import __version__
 from backend.api.admin_api import admin_guard
 from backend.api.openai_schema import completion_operations
 from backend.wire import admin as admin_wire
+from backend.wire import billing as billing_wire
+from backend.wire import me as me_wire
 from backend.wire import provision as provision_wire
 
 PATH = "/schema"
@@ -45,7 +47,7 @@ def openapi_config() -> OpenAPIConfig:
 
 def _closed_structs() -> set[str]:
     """Request bodies that refuse unknown fields: their schemas must say so."""
-    return {obj.__name__ for mod in (admin_wire, provision_wire) for obj in vars(mod).values()
+    return {obj.__name__ for mod in (admin_wire, provision_wire, me_wire, billing_wire) for obj in vars(mod).values()
             if isinstance(obj, type) and issubclass(obj, msgspec.Struct)
             and obj.__struct_config__.forbid_unknown_fields}
 

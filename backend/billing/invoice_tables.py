@@ -1,5 +1,5 @@
 """Invoice tables: one invoice per client per calendar month (UTC), numbered from one gapless
-sequence, immutable once issued (migration 0010 makes the database refuse UPDATE and DELETE on
+sequence, immutable once issued (migration 0009 makes the database refuse UPDATE and DELETE on
 `invoice` and `invoice_line`). Money is integer nano-USD summed exactly; rounding to cents happens
 only where it is shown.
 """

@@ -39,7 +39,8 @@ RULES: dict[str, KindRule] = {
     Kind.PAYMENT_CLEARING: KindRule(credit_normal=False),
     Kind.FEES: KindRule(credit_normal=False),
     Kind.PROMOTIONS: KindRule(credit_normal=False),
-    Kind.RECEIVABLE: KindRule(credit_normal=False),
+    # A receivable is settled at most for what was owed.
+    Kind.RECEIVABLE: KindRule(credit_normal=False, credit_cap=True),
     Kind.PROVIDER_PAYABLE: KindRule(credit_normal=True),
 }
 

@@ -9,6 +9,9 @@ host payouts).
 Stretches are rows of `host_uptime`; an open stretch's end moves forward in memory on every tick
 and reaches the database every `persist_every_s`, so a crash loses at most that much cost and a
 restart reads the day's cost back. Costs are integer nano-USD, rounded down per stretch.
+
+The meter also notes, each tick, which models each connected host serves (per minute, in memory):
+gpu_cost_ledger.py posts each host's cost to the ledger with the models it served then.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from backend.runtime.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 HOUR_US = 3_600_000_000
+MINUTE_US = 60_000_000
+# Minutes of served models kept when nobody takes them (a meter without a ledger poster).
+SERVED_KEPT_MINUTES = 2 * 24 * 60
 
 
 @dataclass(slots=True)
@@ -51,6 +57,8 @@ class GpuCostMeter:
         self.tick_s, self._persist_every_us = tick_s, int(persist_every_s * 1_000_000)
         self._open: dict[str, Stretch] = {}
         self._lock = asyncio.Lock()
+        # minute start (µs) -> host id -> the models it served in that minute (seen at a tick)
+        self._served: dict[int, dict[str, set[str]]] = {}
         # Ticks run under the backend's supervisor (after the fleet's health check, whose view of
         # the hosts they meter), or one of its own when the meter runs alone (tests, tools). A tick
         # that fails (a database hiccup) is retried after the supervisor's backoff.
@@ -87,7 +95,17 @@ class GpuCostMeter:
                     self._open[host.id] = await self._begin(host.id, host.cost_per_hour, now)
                 else:
                     stretch.ended_us = max(stretch.ended_us, now)
+            self._note_served(connected.values(), now)
             await self._persist(now)
+
+    def _note_served(self, hosts, now: int) -> None:
+        minute = now - now % MINUTE_US
+        seen = self._served.setdefault(minute, {})
+        for host in hosts:
+            if host.cost_per_hour and host.replicas:
+                seen.setdefault(host.id, set()).update(host.replicas)
+        if len(self._served) > SERVED_KEPT_MINUTES:
+            self.forget_served(minute - SERVED_KEPT_MINUTES * MINUTE_US)
 
     async def _begin(self, host_id: str, rate: int, now: int) -> Stretch:
         s = Stretch(host_id, now, now, rate, persisted_us=now)
@@ -113,6 +131,46 @@ class GpuCostMeter:
                 await conn.execute(update(t).where(t.c.id == s.row_id).values(ended_us=s.ended_us))
         for s in stretches:
             s.persisted_us = s.ended_us
+
+    # ------------------------------------------------------------------ for the ledger's postings
+    def final_us(self) -> int:
+        """The instant through which every stretch is final in the database: the earliest written end
+        of an open stretch that costs money (later than that it may still grow), else now."""
+        return min((s.persisted_us for s in self._open.values() if s.cost_per_hour), default=self.clock.now_us())
+
+    async def persisted_stretches(self, since_us: int, until_us: int, *,
+                                  write_open: bool = False) -> tuple[list[Stretch], int]:
+        """Every stretch overlapping [since, until) as the database has it, and final_us() (read
+        together, under the lock: a stretch a tick is closing is not caught half written).
+        `write_open` writes the open stretches' ends first, so that all is final up to the last tick.
+        What is posted from these survives a crash: the rows say at least as much."""
+        async with self._lock:
+            if write_open:
+                await self._persist(self.clock.now_us(), force=True)
+            final = self.final_us()
+            t = HostUptime.__table__
+            q = select(t.c.id, t.c.host_id, t.c.started_us, t.c.ended_us, t.c.cost_per_hour).where(
+                t.c.ended_us >= since_us, t.c.started_us < until_us)
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(q)).all()
+        return [Stretch(r[1], r[2], r[3], r[4], r[0], r[3]) for r in rows], final
+
+    def served(self, host_id: str, since_us: int, until_us: int) -> set[str] | None:
+        """The models `host_id` served in [since, until), as seen at the ticks; None when no tick
+        of that time saw it (the meter was not running then, or the host served nothing)."""
+        out: set[str] | None = None
+        minute = since_us - since_us % MINUTE_US
+        while minute < until_us:
+            models = self._served.get(minute, {}).get(host_id)
+            if models:
+                out = (out or set()) | models
+            minute += MINUTE_US
+        return out
+
+    def forget_served(self, before_us: int) -> None:
+        """Drop the served models of the minutes that end before `before_us` (posted already)."""
+        for minute in [m for m in self._served if m + MINUTE_US <= before_us]:
+            del self._served[minute]
 
     # ------------------------------------------------------------------ reading
     async def stretches(self, since_us: int, until_us: int) -> list[Stretch]:

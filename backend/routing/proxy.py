@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -90,6 +90,9 @@ class Proxy:
         self.max_body_bytes = max_body_bytes
         self.forwarder = forwarder  # started and closed by its owner (Services)
         self._now_us = fleet.clock.now_us  # the services' clock, bound once: read per request
+        # Called with the client's id after each hold it takes (or is refused): billing's auto-recharge
+        # check, an O(1) read of memory. Set by Services.
+        self.after_hold: Callable[[str], None] = _nothing
 
     # ---------------------------------------------------------------- checks
     def authenticate(self, authorization: str | None) -> KeyInfo:
@@ -159,6 +162,8 @@ class Proxy:
                            code="insufficient_credit") from None
         except LedgerError as exc:
             raise ApiError(503, f"Metering is unavailable: {exc}", code="ledger_unavailable") from None
+        finally:
+            self.after_hold(key.client_id)
 
         wants_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
         call = Call(request_id, key, model.id, quote, held, req.stream, wants_usage, started, need=fit.least,
@@ -295,6 +300,10 @@ class Proxy:
             fut.set_exception(exc)
         fut.add_done_callback(_logged)
         return fut
+
+
+def _nothing(_client_id: str) -> None:
+    pass
 
 
 def _logged(fut: asyncio.Future) -> None:

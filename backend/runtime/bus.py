@@ -100,9 +100,19 @@ class AutoscaleEvent(Event, frozen=True, kw_only=True):
     prefixes = ("autoscale.",)
 
 
+class BillingEvent(Event, frozen=True, kw_only=True):
+    # billing.payment_succeeded / payment_failed / refunded / disputed / recharge_started /
+    # recharge_failed / recharge_requires_action / recharge_capped / recharge_disabled: Stripe money
+    prefixes = ("billing.",)
+
+
+class InvoiceEvent(Event, frozen=True, kw_only=True):
+    prefixes = ("invoice.",)  # invoice.issued / failed (one client's month) / run (a month's generation)
+
+
 FAMILIES: tuple[type[Event], ...] = (BackendEvent, HostEvent, ReplicaEvent, ModelEvent, ClientEvent, KeyEvent,
                                      LedgerEvent, UpstreamEvent, ProvisionEvent, LoopEvent, PriceEvent,
-                                     AutoscaleEvent)
+                                     AutoscaleEvent, BillingEvent, InvoiceEvent)
 
 
 def event_type(kind: str) -> type[Event]:

@@ -35,7 +35,9 @@ from backend.wire.admin import (
     UsageOut,
 )
 from backend.wire.autoscaler import AutoscalerOut, ModelScalingOut, SetModelScaling
+from backend.wire.billing_admin import BillingOut, ModelDayProfitOut, PaymentRowOut
 from backend.wire.errors import Envelope
+from backend.wire.invoices import InvoiceOut, InvoiceSummaryOut, InvoicingRunOut
 from backend.wire.pricing import ModelPricingOut, PriceHistoryOut, PricingOut, SetModelPricing
 from backend.wire.projections import ProjectionsOut
 from backend.wire.provision import ConfirmHostKey, HostKeyOut, JobOut, OffersOut, ProvisionRequest, RunOut
@@ -167,6 +169,21 @@ class AdminClient:
     async def metrics(self, rate_window_s: int = 600) -> MetricsOut:
         return await self._call("GET", "/metrics", MetricsOut, params={"rate_window_s": rate_window_s})
 
+    async def billing(self) -> BillingOut:
+        """Today's Stripe payments, refunds and auto-recharges, this month's invoices, each client's
+        recharge settings and balance."""
+        return await self._call("GET", "/billing", BillingOut)
+
+    async def client_payments(self, client_id: str, limit: int = 100) -> list[PaymentRowOut]:
+        """A client's Stripe payments, newest first."""
+        return await self._call("GET", f"/billing/clients/{client_id}/payments", list[PaymentRowOut],
+                                params={"limit": limit})
+
+    async def profit(self, since_us: int | None = None, until_us: int | None = None) -> list[ModelDayProfitOut]:
+        """Revenue, host shares, GPU cost and profit per model and UTC day, from the ledger (default: today)."""
+        params = {k: v for k, v in (("since_us", since_us), ("until_us", until_us)) if v is not None}
+        return await self._call("GET", "/profit", list[ModelDayProfitOut], params=params)
+
     async def projections(self) -> ProjectionsOut:
         """Today's and this month's money so far and projected, break-even per model, the target."""
         return await self._call("GET", "/projections", ProjectionsOut)
@@ -258,6 +275,30 @@ class AdminClient:
         if host_id is not None:
             params["host_id"] = host_id
         return await self._call("GET", "/provision/runs", list[RunOut], params=params)
+
+    # ------------------------------------------------------------------ invoices
+    async def generate_invoices(self, date: str | None = None,
+                                dry_run: Literal["all", "validate", "none"] = "none") -> InvoicingRunOut:
+        """Invoice the month `date` falls in (YYYY-MM or an ISO date; None: the previous month)."""
+        params = {"dry_run": dry_run} | ({"date": date} if date else {})
+        return await self._call("POST", "/invoicing/generate", InvoicingRunOut, params=params)
+
+    async def invoices(self, month: str | None = None, client_id: str | None = None) -> list[InvoiceSummaryOut]:
+        params = {k: v for k, v in (("month", month), ("client_id", client_id)) if v}
+        return await self._call("GET", "/invoices", list[InvoiceSummaryOut], params=params)
+
+    async def invoice(self, number: str) -> InvoiceOut:
+        return await self._call("GET", f"/invoices/{number}", InvoiceOut)
+
+    async def invoice_document(self, number: str, fmt: Literal["pdf", "csv"]) -> bytes:
+        """The invoice's PDF or CSV, as the backend renders it."""
+        try:
+            r = await self._http.get(f"/admin/invoices/{number}.{fmt}")
+        except (httpx.TransportError, OSError) as exc:
+            raise BackendUnavailable(self.base_url, type(exc).__name__) from None
+        if r.status_code >= 400:
+            raise _admin_error(r)
+        return r.content
 
 
 class BlockingAdminClient:

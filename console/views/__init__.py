@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from console.views.base import View
+from console.views.billing import BillingView
 from console.views.clients import ClientsView
 from console.views.events import EventsView
 from console.views.fleet import FleetView
@@ -11,7 +12,7 @@ from console.views.models import ModelsView
 from console.views.overview import OverviewView
 from console.views.provision import ProvisionView
 
-VIEWS: dict[str, type[View]] = {v.view_name: v for v in (OverviewView, ModelsView, FleetView, ClientsView, EventsView,
-                                                                  ProvisionView, LoopsView)}
+VIEWS: dict[str, type[View]] = {v.view_name: v for v in (OverviewView, ModelsView, FleetView, ClientsView, BillingView,
+                                                                  EventsView, ProvisionView, LoopsView)}
 
 __all__ = ["VIEWS", "View"]

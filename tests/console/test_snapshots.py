@@ -33,13 +33,18 @@ async def _settle(pilot, after: int = 0) -> None:
     await pilot.pause()
 
 
-@pytest.mark.parametrize("view", ["overview", "models", "fleet", "clients", "events", "provision"])
+@pytest.mark.parametrize("view", ["overview", "models", "fleet", "clients", "billing", "events", "provision"])
 def test_view_120x40(snap_compare, backend, view):
     assert snap_compare(_app(backend, view), terminal_size=(120, 40), run_before=_settle)
 
 
 def test_overview_80x24(snap_compare, backend):
     assert snap_compare(_app(backend, "overview"), terminal_size=(80, 24), run_before=_settle)
+
+
+def test_billing_80x24(snap_compare, backend):
+    """Today's payments, refunds and failed recharges, the month's invoices, each client's settings."""
+    assert snap_compare(_app(backend, "billing"), terminal_size=(80, 24), run_before=_settle)
 
 
 def test_overview_80x24_no_color(snap_compare, backend, monkeypatch):
@@ -63,7 +68,7 @@ def test_help_screen(snap_compare, backend):
 # The models: one priced by the engine through the day (its factors and history), one the autoscaler
 # is short of (the operator's minimum is above what it has).
 @pytest.mark.parametrize(("view", "row"), [("fleet", "rig-b"), ("models", "llama-3.1-8b"),
-                                           ("models", "qwen2.5-0.5b")])
+                                           ("models", "qwen2.5-0.5b"), ("billing", "globex")])
 def test_filter_then_enter_drills_down(snap_compare, backend, view, row):
     async def run_before(pilot):
         await _settle(pilot)

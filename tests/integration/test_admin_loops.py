@@ -24,12 +24,16 @@ async def test_admin_loops_lists_every_loop_of_the_router(router):
     assert r.status_code == 200
     loops = {loop["name"]: loop for loop in r.json()}
     assert set(loops) == {"ledger.hold_expiry", "fleet.health", "metrics.gpu_cost", "metrics.load", "pricing.update",
-                          "autoscaler.decide"}
+                          "autoscaler.decide", "billing.invoices", "metrics.gpu_cost_ledger"}
+    invoices = loops.pop("billing.invoices")  # the one calendar schedule: the monthly invoices
+    assert (invoices["kind"], invoices["every"], invoices["state"]) == ("schedule", "monthly on day 2 at 00:00 UTC",
+                                                                       "running")
     assert loops["autoscaler.decide"]["after"] == ["metrics.load"]
     assert loops["pricing.update"]["after"] == ["metrics.load"]
     assert [loop["name"] for loop in r.json()].index("fleet.health") < \
         [loop["name"] for loop in r.json()].index("metrics.gpu_cost")  # started after what it needs
     assert loops["metrics.gpu_cost"]["after"] == ["fleet.health"]
+    assert loops["metrics.gpu_cost_ledger"]["after"] == ["metrics.gpu_cost"]  # posts what the meter counted
     assert loops["fleet.health"]["every"] == "every 0.3s"  # the heartbeat interval of these settings
     for loop in loops.values():
         assert loop["kind"] == "every" and loop["state"] == "running"

@@ -377,3 +377,17 @@ async def test_a_usage_event_may_stand_for_several_requests_and_reports_count_th
             ledger.settle_nowait(h.key, charged=0, usage=usage(f"bad-{bad}", requests=bad))
         await ledger.void(h.key)
     await assert_sound(ledger)
+
+
+async def test_a_receivable_is_settled_at_most_for_what_is_owed(ledger):
+    """A refund the client's credit could not cover is owed (receivable); paying it off can never
+    credit the receivable beyond what was debited to it."""
+    await ledger.open_account("client:r", chart.Kind.CLIENT_PREPAID, owner="r")
+    owed = chart.receivable_account("r")
+    await ledger.open_account(owed, chart.Kind.RECEIVABLE, owner="r")
+    await ledger.transfer("pay", chart.PAYMENT_CLEARING, "client:r", 10 * NANO_PER_USD, code="stripe_payment")
+    await ledger.transfer("short", owed, chart.PAYMENT_CLEARING, 3 * NANO_PER_USD, code="receivable")
+    with pytest.raises(InsufficientFunds):
+        await ledger.transfer("settle-too-much", "client:r", owed, 3 * NANO_PER_USD + 1, code="receivable_settled")
+    await ledger.transfer("settle", "client:r", owed, 3 * NANO_PER_USD, code="receivable_settled")
+    assert ledger.account(owed).balance == 0 and ledger.account("client:r").balance == 7 * NANO_PER_USD
