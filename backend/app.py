@@ -18,8 +18,10 @@ from backend.api import (
     billing_api,
     hosts_api,
     invoices_api,
+    licences_api,
     me_api,
     openai_api,
+    openrouter_api,
     pricing_api,
     projections_api,
     provision_api,
@@ -32,6 +34,7 @@ from backend.autoscaler.service import Autoscaler
 from backend.billing.invoices import InvoiceService
 from backend.billing.service import Billing
 from backend.catalogue import Catalogue, load_catalogue
+from backend.clients.licences import Licences
 from backend.clients.service import ClientDirectory
 from backend.db.engine import make_engine, migrate
 from backend.fleet.models import ModelBook
@@ -96,6 +99,8 @@ class Services:
     billing: Billing | None = None
     # Rented and owned GPU time posted to the ledger each interval (GPU cost -> provider payable). Set by start().
     gpu_ledger: GpuCostLedger | None = None
+    # Which clients accepted which model licences (the proxy checks it per request). Set by start().
+    licences: Licences | None = None
 
     @classmethod
     async def start(cls, settings: Settings, catalogue: Catalogue | None = None,
@@ -120,6 +125,8 @@ class Services:
         fleet.start()
         models = ModelBook(engine, catalogue, bus, clock)
         await models.load()
+        licences = Licences(engine, catalogue, clients, bus)
+        await licences.load()  # every acceptance, before the proxy checks any request
         pricer = Pricer()
         live = LiveMetrics()
         replayed = await restore(engine, live, clock.now_us())
@@ -139,7 +146,8 @@ class Services:
         await forwarder.start()
         proxy = Proxy(ledger=ledger, clients=clients, fleet=fleet, models=models, pricer=pricer, events=bus,
                       limiter=RateLimiter(settings.key_rate_limit_rps, settings.key_rate_limit_burst, clock),
-                      max_body_bytes=settings.max_body_bytes, forwarder=forwarder, metrics=live)
+                      max_body_bytes=settings.max_body_bytes, forwarder=forwarder, metrics=live,
+                      licences=licences)
         billing = Billing(settings, engine, ledger, clients, bus, clock)
         await billing.start()
         proxy.after_hold = billing.recharge.check  # auto-recharge: an in-memory check after each hold
@@ -157,7 +165,7 @@ class Services:
         return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
                    settings.ensure_admin_token(), metrics, provisioner, clock.now_us(), forwarder=forwarder,
                    clock=clock, supervisor=supervisor, load=load, pricing=pricing, autoscaler=autoscaler,
-                   gpu_ledger=gpu_ledger, invoices=invoices, billing=billing)
+                   gpu_ledger=gpu_ledger, invoices=invoices, billing=billing, licences=licences)
 
     @property
     def bus(self) -> EventBus:
@@ -209,7 +217,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, admin_api.AdminController,
                         provision_api.ProvisionController, pricing_api.PricingController,
                         autoscaler_api.AutoscalerController, projections_api.ProjectionsController,
-                        me_api.MeController, *public_pricing_api.ROUTES,
+                        me_api.MeController, licences_api.MeLicencesController,
+                        licences_api.LicencesAdminController, *public_pricing_api.ROUTES, *openrouter_api.ROUTES,
                         *invoices_api.ROUTES, *billing_api.ROUTES, billing_admin_api.BillingAdminController],
         lifespan=[lifespan],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,

@@ -203,6 +203,37 @@ class BillingSettings(BaseModel):
         return parse_usd(self.checkout_max_usd, what="checkout_max_usd")
 
 
+class OpenRouterSettings(BaseModel):
+    """`[openrouter]`: the provider listing OpenRouter reads (GET /openrouter/models).
+
+    Host agents do not report where they run, so the listing's `datacenters` come from here: each
+    host serving a model counts as `host_countries[its id or name]`, else as `datacenters` (the
+    fleet's default); a model's list is the union over its routable replicas' hosts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    datacenters: list[str] = Field(default_factory=list, description="ISO 3166-1 alpha-2 codes where the fleet's "
+                                   "hosts run, for hosts not named in host_countries (e.g. [\"US\"]).")
+    host_countries: dict[str, str] = Field(default_factory=dict, description="Host id or name -> the ISO 3166-1 "
+                                           "alpha-2 code of the country it runs in.")
+
+    @field_validator("datacenters")
+    @classmethod
+    def _codes(cls, v: list[str]) -> list[str]:
+        return [_country(c, "datacenters") for c in v]
+
+    @field_validator("host_countries")
+    @classmethod
+    def _host_codes(cls, v: dict[str, str]) -> dict[str, str]:
+        return {host: _country(c, f"host_countries.{host}") for host, c in v.items()}
+
+
+def _country(code: str, what: str) -> str:
+    if len(code) != 2 or not code.isascii() or not code.isalpha():
+        raise ValueError(f"{what}: {code!r} is not an ISO 3166-1 alpha-2 country code such as \"US\" or \"DE\"")
+    return code.upper()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOKENMILL_", extra="forbid", validate_default=True,
                                       env_nested_delimiter="__")
@@ -310,6 +341,8 @@ class Settings(BaseSettings):
                                            description="The autoscaler ([autoscaler]).")
     billing: BillingSettings = Field(default_factory=BillingSettings,
                                      description="Stripe, auto-recharge and invoices ([billing]).")
+    openrouter: OpenRouterSettings = Field(default_factory=OpenRouterSettings,
+                                           description="The OpenRouter provider listing ([openrouter]).")
 
     config_file: Path | None = Field(default=None, exclude=True)
 

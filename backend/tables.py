@@ -3,7 +3,7 @@
 from backend.autoscaler.tables import ModelScaling
 from backend.billing.invoice_tables import Invoice, InvoiceCounter, InvoiceLine
 from backend.billing.tables import ClientBilling, Payment, StripeEvent
-from backend.clients.tables import ApiKey, Client
+from backend.clients.tables import ApiKey, Client, LicenceAcceptance, LicencePolicy
 from backend.fleet.tables import Host, ModelSetting
 from backend.ledger.tables import LedgerAccount, LedgerOpenHold, LedgerTransfer, UsageEvent
 from backend.pricing.tables import ModelPricing, PriceChange
@@ -21,6 +21,8 @@ __all__ = [
     "LedgerAccount",
     "LedgerOpenHold",
     "LedgerTransfer",
+    "LicenceAcceptance",
+    "LicencePolicy",
     "ModelPricing",
     "ModelScaling",
     "ModelSetting",

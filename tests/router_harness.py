@@ -169,10 +169,15 @@ class Router:
         self.hosts.append(sim)
         return sim
 
-    async def client_with_key(self, name: str = "acme", credit_usd: str = "10.00") -> tuple[str, str]:
+    async def client_with_key(self, name: str = "acme", credit_usd: str = "10.00", *,
+                              accept_licences: bool = True) -> tuple[str, str]:
+        """A new client with credit and a key; it has accepted every model licence that needs it
+        unless `accept_licences` is false (the licence tests)."""
         r = await self.http.post("/admin/clients", json={"name": name}, headers=self.admin)
         r.raise_for_status()
         client_id = r.json()["id"]
+        if accept_licences:
+            await self.services.licences.accept_all(client_id)
         if credit_usd != "0":
             r = await self.http.post(f"/admin/clients/{client_id}/credit",
                                      json={"amount_usd": credit_usd, "idempotency_key": f"seed-{client_id}"},

@@ -21,8 +21,9 @@ def api_error_handler(_request: Request, exc: ApiError) -> Response:
 
 # What the client API serves; any other /v1 path (embeddings, responses, audio...) says so.
 CLIENT_ROUTES = ("POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{model}, "
-                 "GET /v1/me, POST /v1/me/keys, DELETE /v1/me/keys/{id}, GET and PUT /v1/me/billing, "
-                 "GET /v1/me/invoices, GET /v1/usage, POST /v1/billing/checkout and POST /v1/billing/webhook")
+                 "GET /v1/me, POST /v1/me/keys, DELETE /v1/me/keys/{id}, GET /v1/me/licences, "
+                 "POST /v1/me/licences/{model}, GET and PUT /v1/me/billing, GET /v1/me/invoices, GET /v1/usage, "
+                 "POST /v1/billing/checkout and POST /v1/billing/webhook")
 
 
 def http_exception_handler(request: Request, exc: HTTPException) -> Response:

@@ -35,6 +35,21 @@ class Licence(Strict):
     commercial_use: Literal["allowed", "restricted", "forbidden"]
     restrictions: str = Field(description="What the licence restricts, in plain words; empty if none.")
     attribution: str = Field(description="Text that must accompany the model's output or product; empty if none.")
+    # Which text of the licence this is (a name like "llama3.1", or the licence's date): a client's
+    # acknowledgement is of one version, and a new version needs a new one.
+    version: str = Field(default="1", min_length=1, max_length=64, pattern=r"^[\w.+-]+$")
+    # Whether a client must acknowledge the licence before its first request (POST /v1/me/licences/{model}).
+    # None: decided from the terms (see requires_acknowledgement); the operator may override it.
+    requires_acceptance: bool | None = None
+
+    @property
+    def requires_acknowledgement(self) -> bool:
+        """The catalogue's word: restricted (or forbidden) commercial use or required attribution
+        (Llama's community licence, Gemma's terms, Qwen's 72B licence) needs an acknowledgement;
+        permissive licences (Apache-2.0, MIT) do not, unless the entry says so."""
+        if self.requires_acceptance is not None:
+            return self.requires_acceptance
+        return self.commercial_use != "allowed" or bool(self.attribution.strip())
 
 
 class PriceRange(Strict):
@@ -75,6 +90,12 @@ class OpenRouterMeta(Strict):
     supported_features: list[str]
     description: str = Field(min_length=1)
     datacenters: list[str] = Field(default_factory=list, description="ISO 3166 country codes.")
+    # The model's page on OpenRouter ("meta-llama/llama-3.1-8b-instruct"): its slugs are not always
+    # the Hugging Face id in lower case ("qwen/qwen-2.5-7b-instruct"). None: that lower-cased id.
+    slug: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._:-]*$")
+
+    def slug_for(self, hf_id: str) -> str:
+        return self.slug or hf_id.lower()
 
 
 class ModelEntry(Strict):

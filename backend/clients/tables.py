@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Text
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -25,3 +25,33 @@ class ApiKey(SQLModel, table=True):
     sha256: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     created_us: int = Field(sa_column=Column(BigInteger, nullable=False))
     revoked_us: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class LicenceAcceptance(SQLModel, table=True):
+    """A client's acknowledgement of one version of a model's licence (never changed or removed:
+    a new licence version is a new row)."""
+
+    __tablename__ = "licence_acceptance"
+    __table_args__ = (UniqueConstraint("client_id", "model", "version", name="uq_licence_acceptance"),)
+
+    id: str = Field(sa_column=Column(Text, primary_key=True))
+    client_id: str = Field(sa_column=Column(Text, ForeignKey("client.id"), nullable=False, index=True))
+    model: str = Field(sa_column=Column(Text, nullable=False))
+    licence: str = Field(sa_column=Column(Text, nullable=False))  # its name, as the catalogue gave it then
+    version: str = Field(sa_column=Column(Text, nullable=False))
+    accepted_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # "client" (its own key, named in key_id) or "operator" (the admin API or console).
+    accepted_by: str = Field(sa_column=Column(Text, nullable=False))
+    key_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class LicencePolicy(SQLModel, table=True):
+    """The operator's word on whether a model's licence needs a client's acknowledgement,
+    overriding the catalogue's default (absent: the catalogue decides)."""
+
+    __tablename__ = "licence_policy"
+
+    model: str = Field(sa_column=Column(Text, primary_key=True))
+    requires_acceptance: bool = Field(sa_column=Column(Boolean, nullable=False))
+    set_by: str = Field(sa_column=Column(Text, nullable=False))
+    set_us: int = Field(sa_column=Column(BigInteger, nullable=False))

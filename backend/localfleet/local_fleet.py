@@ -229,6 +229,8 @@ class LocalFleet:
             except LookupError:
                 await clients.create_client(name, client_id)
                 await clients.grant_credit(client_id, DEMO_CREDIT_NANO, idempotency_key=f"local-demo-{client_id}")
+            if self.services.licences is not None:  # the synthetic traffic asks for every default model
+                await self.services.licences.accept_all(client_id)  # as the operator, and once per version
             for old in clients.keys(client_id):
                 if old.name == "local traffic" and not old.revoked:
                     await clients.revoke_key(old.id)

@@ -164,22 +164,7 @@ class Projections:
         return out
 
     def capacity(self, r: Replica) -> tuple[Capacity | None, str]:
-        """One replica's capacity, with the slots its engine runs (what its utilization is measured
-        against): the host's measured single-stream speed when its check gave one, else the
-        catalogue's for its GPUs. None, and why, when neither is known."""
-        slots = replica_slots(r)
-        if r.check is not None and r.check.decode_tps:
-            return Capacity(decode_tps=r.check.decode_tps, slots=slots), ""
-        entry = self.catalogue.model_by_id.get(r.model)
-        gpu = self.catalogue.gpu_by_id.get(r.host.gpu_type or "")
-        if entry is None:
-            return None, f"{r.model} is not in the catalogue"
-        if gpu is None:
-            return None, f"{r.host.name}: GPU {r.host.gpu_type or 'not reported'} unknown to the catalogue"
-        cap = replica_capacity(entry, gpu, max(len(r.host.gpus), 1), slots=slots)
-        if cap is None:
-            return None, f"{r.host.name}: {r.model} does not fit its GPUs by the catalogue"
-        return cap, ""
+        return measured_capacity(self.catalogue, r)
 
     def utilization_now(self, model: str) -> float | None:
         """The mean engine load of the model's routable replicas now (the load tracker's measure)."""
@@ -234,3 +219,23 @@ def _period(period, since: int, until: int, now: int, so_far: Sums, cost: int, b
         projected_profit_nano=revenue - payouts - gpu_cost, basis=basis, rate_since_us=rate_since,
         rate_window_s=window_us / 1_000_000, observed_s=(now - rate_since) / 1_000_000,
         left_s=(until - now) / 1_000_000)
+
+
+def measured_capacity(catalogue: Catalogue, r: Replica) -> tuple[Capacity | None, str]:
+    """One replica's capacity, with the slots its engine runs (what its utilization is measured
+    against): the host's measured single-stream speed when its check gave one, else the
+    catalogue's for its GPUs. None, and why, when neither is known. (The break-even here and the
+    OpenRouter listing's capacity_tpm read it.)"""
+    slots = replica_slots(r)
+    if r.check is not None and r.check.decode_tps:
+        return Capacity(decode_tps=r.check.decode_tps, slots=slots), ""
+    entry = catalogue.model_by_id.get(r.model)
+    gpu = catalogue.gpu_by_id.get(r.host.gpu_type or "")
+    if entry is None:
+        return None, f"{r.model} is not in the catalogue"
+    if gpu is None:
+        return None, f"{r.host.name}: GPU {r.host.gpu_type or 'not reported'} unknown to the catalogue"
+    cap = replica_capacity(entry, gpu, max(len(r.host.gpus), 1), slots=slots)
+    if cap is None:
+        return None, f"{r.host.name}: {r.model} does not fit its GPUs by the catalogue"
+    return cap, ""

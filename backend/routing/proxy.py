@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from backend.clients.licences import Licences
 from backend.clients.service import ClientDirectory, KeyInfo
 from backend.fleet.models import ModelBook
 from backend.fleet.registry import Fleet, Replica
@@ -83,12 +84,13 @@ class Call:
 class Proxy:
     def __init__(self, *, ledger: Ledger, clients: ClientDirectory, fleet: Fleet, models: ModelBook,
                  pricer: Pricer, events: EventBus, limiter: RateLimiter, max_body_bytes: int,
-                 forwarder: Forwarder, metrics: LiveMetrics | None = None) -> None:
+                 forwarder: Forwarder, metrics: LiveMetrics | None = None, licences: Licences | None = None) -> None:
         self.ledger, self.clients, self.fleet, self.models = ledger, clients, fleet, models
         self.metrics = metrics or LiveMetrics()
         self.pricer, self.events, self.limiter = pricer, events, limiter
         self.max_body_bytes = max_body_bytes
         self.forwarder = forwarder  # started and closed by its owner (Services)
+        self.licences = licences  # None: no licence needs acknowledging (a bare proxy in tests)
         self._now_us = fleet.clock.now_us  # the services' clock, bound once: read per request
         # Called with the client's id after each hold it takes (or is refused): billing's auto-recharge
         # check, an O(1) read of memory. Set by Services.
@@ -137,6 +139,8 @@ class Proxy:
         if model is None or not self.fleet.replicas(req.model):
             raise ApiError(404, f"The model '{req.model}' does not exist or is not available.",
                            code="model_not_found", param="model")
+        if self.licences is not None:
+            self.licences.check(key.client_id, model)  # 403 licence_not_accepted: two lookups in memory
         fit = context_fit(model, self.fleet.max_model_len(model.id), len(body),
                           req.max_completion_tokens or req.max_tokens,
                           "max_completion_tokens" if req.max_completion_tokens else "max_tokens",

@@ -236,6 +236,10 @@ class Bench:
                  "grant credit")
         self.key = self._ok(await http.post(f"/admin/clients/{cid}/keys", json={"name": "bench"},
                                             headers=self.admin), "issue key")["secret"]
+        # Llama's licence needs the client's acknowledgement before its first request: the operator gives it.
+        r = await http.post(f"/admin/clients/{cid}/licences/{MODEL}", headers=self.admin)
+        if r.status_code != 404:  # a router from before licence acknowledgements has no such route
+            self._ok(r, "accept the model's licence")
         models = self._ok(await http.get("/admin/models", headers=self.admin), "list models")
         mine = next(m for m in models if m["id"] == MODEL)
         if not mine["replicas"]:
