@@ -24,4 +24,9 @@ ruff check --quiet .
 echo "==> import contracts" >&2
 lint-imports --no-cache 2>&1 | tail -n 3
 echo "==> pytest" >&2
-pytest "$@"
+# On several workers (pytest-xdist; whole files to one worker: pyproject's --dist loadfile): most
+# tests wait on sockets and child processes, so two workers per core, at most 4. Each worker picks
+# its own ports (tests/ports.py); PostgreSQL tests each make their own database. A later -n in the
+# arguments wins: `./test.sh -n 0` runs in one process.
+workers="$(python -c 'import os; print(min(4, 2 * (os.cpu_count() or 1)))')"
+pytest -n "$workers" "$@"

@@ -16,12 +16,14 @@ from backend.api import (
     autoscaler_api,
     billing_admin_api,
     billing_api,
+    host_self_api,
     hosts_api,
     invoices_api,
     licences_api,
     me_api,
     openai_api,
     openrouter_api,
+    payouts_api,
     pricing_api,
     projections_api,
     provision_api,
@@ -32,6 +34,8 @@ from backend.api.errors import api_error_handler, http_exception_handler, intern
 from backend.api.openapi_setup import complete_schema, openapi_config
 from backend.autoscaler.service import Autoscaler
 from backend.billing.invoices import InvoiceService
+from backend.billing.payouts.records import PayoutRecords
+from backend.billing.payouts.service import HostPayouts
 from backend.billing.service import Billing
 from backend.catalogue import Catalogue, load_catalogue
 from backend.clients.licences import Licences
@@ -47,6 +51,7 @@ from backend.metrics.live import LiveMetrics
 from backend.metrics.load import LoadTracker
 from backend.metrics.report import MetricsReport
 from backend.metrics.restore import restore
+from backend.metrics.uptime import UptimeWindow
 from backend.money import format_usd
 from backend.pricing.engine import PricingEngine
 from backend.pricing.quote import Pricer
@@ -101,6 +106,8 @@ class Services:
     gpu_ledger: GpuCostLedger | None = None
     # Which clients accepted which model licences (the proxy checks it per request). Set by start().
     licences: Licences | None = None
+    # Host payouts: the billing.payouts loop, thresholds and destinations, mark-paid. Set by start().
+    payouts: HostPayouts | None = None
 
     @classmethod
     async def start(cls, settings: Settings, catalogue: Catalogue | None = None,
@@ -147,10 +154,14 @@ class Services:
         proxy = Proxy(ledger=ledger, clients=clients, fleet=fleet, models=models, pricer=pricer, events=bus,
                       limiter=RateLimiter(settings.key_rate_limit_rps, settings.key_rate_limit_burst, clock),
                       max_body_bytes=settings.max_body_bytes, forwarder=forwarder, metrics=live,
-                      licences=licences)
+                      licences=licences, channel_fees={"openrouter": settings.openrouter.fee_ppm},
+                      uptime=UptimeWindow(settings.openrouter.uptime_window_s, settings.openrouter.uptime_min_requests))
         billing = Billing(settings, engine, ledger, clients, bus, clock)
         await billing.start()
         proxy.after_hold = billing.recharge.check  # auto-recharge: an in-memory check after each hold
+        # Its loop's first run finishes the payouts a previous run left pending.
+        payouts = HostPayouts(settings.payouts, PayoutRecords(engine, clock), ledger, billing.gateway, fleet, bus,
+                              clock, supervisor)
         metrics = MetricsReport(live, meter, fleet, engine)
         provisioner = Provisioner(settings, engine, catalogue, fleet, bus, metrics)
         await provisioner.start()
@@ -165,7 +176,8 @@ class Services:
         return cls(settings, engine, catalogue, events, ledger, clients, fleet, models, pricer, proxy,
                    settings.ensure_admin_token(), metrics, provisioner, clock.now_us(), forwarder=forwarder,
                    clock=clock, supervisor=supervisor, load=load, pricing=pricing, autoscaler=autoscaler,
-                   gpu_ledger=gpu_ledger, invoices=invoices, billing=billing, licences=licences)
+                   gpu_ledger=gpu_ledger, invoices=invoices, billing=billing, licences=licences,
+                   payouts=payouts)
 
     @property
     def bus(self) -> EventBus:
@@ -178,6 +190,8 @@ class Services:
             await self.autoscaler.close()
         await self.provisioner.close()
         await self.proxy.forwarder.close()
+        if self.payouts is not None:  # before billing closes the Stripe client a payout may be using
+            await self.payouts.close()
         if self.billing is not None:  # its recharge tasks use the ledger
             await self.billing.close()
         await self.supervisor.stop()  # every loop, in the reverse of their start order
@@ -214,12 +228,13 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
                 await app.state.services.close()
 
     app = Litestar(
-        route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, admin_api.AdminController,
+        route_handlers=[*openai_api.ROUTES, *hosts_api.ROUTES, *host_self_api.ROUTES, admin_api.AdminController,
                         provision_api.ProvisionController, pricing_api.PricingController,
                         autoscaler_api.AutoscalerController, projections_api.ProjectionsController,
                         me_api.MeController, licences_api.MeLicencesController,
                         licences_api.LicencesAdminController, *public_pricing_api.ROUTES, *openrouter_api.ROUTES,
-                        *invoices_api.ROUTES, *billing_api.ROUTES, billing_admin_api.BillingAdminController],
+                        *invoices_api.ROUTES, *billing_api.ROUTES, billing_admin_api.BillingAdminController,
+                        *payouts_api.ROUTES],
         lifespan=[lifespan],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
                             Exception: internal_error_handler},

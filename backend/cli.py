@@ -117,6 +117,9 @@ def build_parser(epilog: str | None = None) -> argparse.ArgumentParser:
     from backend.cli_invoices import add_command as add_invoices
 
     add_invoices(sub)
+    from backend.cli_payouts import add_command as add_payouts
+
+    add_payouts(sub)
     db = sub.add_parser("db", help="ledger database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations").set_defaults(func=cmd_db_upgrade)

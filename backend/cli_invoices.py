@@ -13,54 +13,19 @@ data directory's token file): the backend generates, numbers, stores and renders
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from backend.wire.admin_client import AdminError, BackendUnavailable, BlockingAdminClient
+from backend.cli_admin import add_url, call, guarded, print_table, utc_minute
 from backend.wire.invoices import InvoiceOut, InvoiceSummaryOut, InvoicingRunOut
-
-T = TypeVar("T")
-
-
-class CliError(Exception):
-    """Ends the command with exit status 1 and this message."""
-
-
-class _Admin(BlockingAdminClient):
-    def run(self, call: Coroutine[Any, Any, T]) -> T:
-        try:
-            return super().run(call)
-        except BackendUnavailable as exc:
-            raise CliError(f"no tokenmill backend answers at {exc.url} ({exc.reason}): start one with "
-                           "`tokenmill serve`, or give its address with --url") from None
-        except AdminError as exc:
-            raise CliError(f"{exc.message} ({exc.status}{', ' + exc.code if exc.code else ''})") from None
-
-
-def _admin(settings: Any, args: argparse.Namespace) -> _Admin:
-    token = settings.admin_token.get_secret_value() or settings.ensure_admin_token()
-    return _Admin(args.url or settings.admin_url, token)
-
-
-def _when(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1_000_000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _table(rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
-        print("  ".join(cells).rstrip())
 
 
 def _summaries(invoices: Sequence[InvoiceSummaryOut]) -> None:
     rows = [("number", "client", "period", "usage", "payments", "grants", "refunds", "opening", "closing")]
     rows += [(i.number, i.client_name, i.period, i.usage_total_usd, i.payments_total_usd, i.grants_total_usd,
               i.refunds_total_usd, i.opening_balance_usd, i.closing_balance_usd) for i in invoices]
-    _table(rows, right=range(3, 9))
+    print_table(rows, right=range(3, 9))
 
 
 def print_run(out: InvoicingRunOut) -> None:
@@ -80,14 +45,14 @@ def print_run(out: InvoicingRunOut) -> None:
 
 
 def print_invoice(inv: InvoiceOut) -> None:
-    print(f"{inv.number}  {inv.client_name} ({inv.client_id})  period {inv.period}  issued {_when(inv.issued_us)}")
+    print(f"{inv.number}  {inv.client_name} ({inv.client_id})  period {inv.period}  issued {utc_minute(inv.issued_us)}")
     rows = [("#", "kind", "description", "requests", "prompt tok", "compl tok", "amount")]
     for x in inv.lines:
         sign = "+" if x.effect_nano > 0 else "-"
         rows.append((str(x.position), x.kind, x.description, "" if x.requests is None else f"{x.requests:,}",
                      "" if x.prompt_tokens is None else f"{x.prompt_tokens:,}",
                      "" if x.completion_tokens is None else f"{x.completion_tokens:,}", f"{sign} {x.amount_usd}"))
-    _table(rows, right=(3, 4, 5, 6))
+    print_table(rows, right=(3, 4, 5, 6))
     for label, value in (("opening balance", inv.opening_balance_usd), ("payments", inv.payments_total_usd),
                          ("grants", inv.grants_total_usd), ("usage", inv.usage_total_usd),
                          ("refunds and disputes", inv.refunds_total_usd),
@@ -98,21 +63,13 @@ def print_invoice(inv: InvoiceOut) -> None:
 
 
 def cmd_generate(settings: Any, args: argparse.Namespace) -> int:
-    admin = _admin(settings, args)
-    try:
-        out = admin.run(admin.api.generate_invoices(args.month, args.dry_run))
-    finally:
-        admin.close()
+    out = call(settings, args, lambda api: api.generate_invoices(args.month, args.dry_run))
     print_run(out)
     return 1 if out.failed else 0
 
 
 def cmd_list(settings: Any, args: argparse.Namespace) -> int:
-    admin = _admin(settings, args)
-    try:
-        invoices = admin.run(admin.api.invoices(args.month, args.client))
-    finally:
-        admin.close()
+    invoices = call(settings, args, lambda api: api.invoices(args.month, args.client))
     if invoices:
         _summaries(invoices)
     else:
@@ -121,60 +78,36 @@ def cmd_list(settings: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_show(settings: Any, args: argparse.Namespace) -> int:
-    admin = _admin(settings, args)
-    try:
-        print_invoice(admin.run(admin.api.invoice(args.number)))
-    finally:
-        admin.close()
+    print_invoice(call(settings, args, lambda api: api.invoice(args.number)))
     return 0
 
 
 def cmd_download(settings: Any, args: argparse.Namespace) -> int:
-    admin = _admin(settings, args)
-    try:
-        body = admin.run(admin.api.invoice_document(args.number, args.format))
-    finally:
-        admin.close()
+    body = call(settings, args, lambda api: api.invoice_document(args.number, args.format))
     target = Path(args.output or f"{args.number}.{args.format}")
     target.write_bytes(body)
     print(f"{target} ({len(body):,} bytes)")
     return 0
 
 
-def _guarded(func: Callable[[Any, argparse.Namespace], int]) -> Callable[[Any, argparse.Namespace], int]:
-    def run(settings: Any, args: argparse.Namespace) -> int:
-        try:
-            return func(settings, args)
-        except CliError as exc:
-            print(f"tokenmill: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
 def add_command(sub: argparse._SubParsersAction) -> None:
     inv = sub.add_parser("invoices", help="monthly invoices: generate (or dry-run), list, show, download")
     inv_sub = inv.add_subparsers(dest="invoices_command", required=True)
-
-    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--url", help="the backend's admin address (default: settings admin_host and admin_port)")
-        return p
-
-    gen = common(inv_sub.add_parser("generate", help="invoice a finished month (UTC) for every client with activity"))
+    gen = add_url(inv_sub.add_parser("generate", help="invoice a finished month (UTC) for every client with activity"))
     gen.add_argument("--month", help="YYYY-MM, or any ISO date in the month (default: the previous month)")
     gen.add_argument("--dry-run", choices=("all", "validate", "none"), default="none",
                      help="all: compute and show, write nothing; validate: only look for invoices already issued; "
                           "none: issue them (default)")
-    gen.set_defaults(func=_guarded(cmd_generate))
-    ls = common(inv_sub.add_parser("list", help="issued invoices, newest first"))
+    gen.set_defaults(func=guarded(cmd_generate))
+    ls = add_url(inv_sub.add_parser("list", help="issued invoices, newest first"))
     ls.add_argument("--month", help="only this month (YYYY-MM)")
     ls.add_argument("--client", help="only this client's (its id)")
-    ls.set_defaults(func=_guarded(cmd_list))
-    show = common(inv_sub.add_parser("show", help="an invoice with its lines"))
+    ls.set_defaults(func=guarded(cmd_list))
+    show = add_url(inv_sub.add_parser("show", help="an invoice with its lines"))
     show.add_argument("number", help="e.g. TM-2026-000123")
-    show.set_defaults(func=_guarded(cmd_show))
-    dl = common(inv_sub.add_parser("download", help="an invoice's PDF or CSV, written to a file"))
+    show.set_defaults(func=guarded(cmd_show))
+    dl = add_url(inv_sub.add_parser("download", help="an invoice's PDF or CSV, written to a file"))
     dl.add_argument("number", help="e.g. TM-2026-000123")
     dl.add_argument("--format", choices=("pdf", "csv"), default="pdf")
     dl.add_argument("-o", "--output", help="the file to write (default: NUMBER.pdf or NUMBER.csv here)")
-    dl.set_defaults(func=_guarded(cmd_download))
+    dl.set_defaults(func=guarded(cmd_download))

@@ -10,43 +10,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
+from backend.cli_admin import AdminApi, CliError, add_url, admin_api, guarded
 from backend.money import format_usd
 from backend.runtime.clock import REAL_CLOCK, Clock
-from backend.wire.admin_client import AdminError, BackendUnavailable, BlockingAdminClient
 from backend.wire.provision import HostKeyOut, JobEventOut, JobOut, OfferOut, OffersOut
-
-T = TypeVar("T")
 
 POLL_S = 0.5
 TERMINAL = ("succeeded", "failed")
 _MARKS = {"phase": "==", "step_started": "->", "step_skipped": "  skip", "output": "   |", "step_finished": "  ok",
           "step_failed": "!!", "host_key": "??", "done": "OK", "error": "ERROR"}
-
-
-class CliError(Exception):
-    """Ends the command with exit status 1 and this message."""
-
-
-class AdminApi(BlockingAdminClient):
-    """The shared typed admin client (backend/wire/admin_client.py), run synchronously: a command does
-    one thing at a time. Its errors become CliError, worded for the operator."""
-
-    def run(self, call: Coroutine[Any, Any, T]) -> T:
-        try:
-            return super().run(call)
-        except BackendUnavailable as exc:
-            raise CliError(f"no tokenmill backend answers at {exc.url} ({exc.reason}): start one with "
-                           "`tokenmill serve`, or give its address with --url") from None
-        except AdminError as exc:
-            raise CliError(f"{exc.message} ({exc.status}{', ' + exc.code if exc.code else ''})") from None
-
-
-def _api(settings: Any, args: argparse.Namespace) -> AdminApi:
-    token = settings.admin_token.get_secret_value() or settings.ensure_admin_token()
-    return AdminApi(args.url or settings.admin_url, token)
 
 
 def _confirm(question: str, ask: Callable[[str], str]) -> bool:
@@ -78,7 +53,7 @@ def print_offers(out: OffersOut) -> None:
 
 
 def cmd_offers(settings: Any, args: argparse.Namespace) -> int:
-    admin = _api(settings, args)
+    admin = admin_api(settings, args)
     try:
         print_offers(admin.run(admin.api.offers(args.model, gpu=args.gpu or None, provider=args.provider or None)))
         return 0
@@ -163,7 +138,7 @@ def _follow_or_detach(admin: AdminApi, job: JobOut, args: argparse.Namespace) ->
 
 # ---------------------------------------------------------------------------------------- provision
 def cmd_provision(settings: Any, args: argparse.Namespace) -> int:
-    admin = _api(settings, args)
+    admin = admin_api(settings, args)
     try:
         request: dict[str, Any] = {"model": args.model, "provider": args.provider, "engine": args.engine,
                                    "gpu": args.gpu or None, "name": args.name or None}
@@ -208,7 +183,7 @@ def _choose_offer(admin: AdminApi, args: argparse.Namespace) -> OfferOut:
 
 # ---------------------------------------------------------------------------------------- teardown
 def cmd_teardown(settings: Any, args: argparse.Namespace) -> int:
-    admin = _api(settings, args)
+    admin = admin_api(settings, args)
     try:
         hosts = admin.run(admin.api.hosts())
         matches = [h for h in hosts if h.id == args.host] or [h for h in hosts if h.name == args.host
@@ -233,7 +208,7 @@ def cmd_teardown(settings: Any, args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- host keys
 def cmd_host_keys(settings: Any, args: argparse.Namespace) -> int:
-    admin = _api(settings, args)
+    admin = admin_api(settings, args)
     try:
         if args.action == "confirm":
             if not (args.host and args.port and args.fingerprint):
@@ -257,17 +232,13 @@ def cmd_host_keys(settings: Any, args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- parser
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--url", help="the backend's admin address (default: settings admin_host and admin_port)")
-        return p
-
-    offers = common(sub.add_parser("offers", help="what the GPU clouds would rent now for a model, cheapest first"))
+    offers = add_url(sub.add_parser("offers", help="what the GPU clouds would rent now for a model, cheapest first"))
     offers.add_argument("--model", required=True, help="catalogue model id")
     offers.add_argument("--gpu", help="only this catalogue GPU id")
     offers.add_argument("--provider", help="only this provider")
-    offers.set_defaults(func=_guarded(cmd_offers))
+    offers.set_defaults(func=guarded(cmd_offers))
 
-    prov = common(sub.add_parser("provision", help="turn a machine into a serving host (rented, or yours over SSH)"))
+    prov = add_url(sub.add_parser("provision", help="turn a machine into a serving host (rented, or yours over SSH)"))
     prov.add_argument("--provider", required=True, choices=("runpod", "vast", "lambda", "ssh"))
     prov.add_argument("--model", required=True, help="catalogue model id the host serves")
     prov.add_argument("--gpu", help="catalogue GPU id: restrict the offers to it (ssh + vllm: the machine's card)")
@@ -282,29 +253,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     prov.add_argument("--yes", action="store_true", help="do not ask before renting (host keys are still checked)")
     prov.add_argument("--accept-host-key", metavar="SHA256:...",
                       help="trust the machine's host key if, and only if, it has this fingerprint")
-    prov.set_defaults(func=_guarded(cmd_provision))
+    prov.set_defaults(func=guarded(cmd_provision))
 
-    down = common(sub.add_parser("teardown", help="drain a provisioned host, remove its agent, destroy its instance"))
+    down = add_url(sub.add_parser("teardown", help="drain a provisioned host, remove its agent, destroy its instance"))
     down.add_argument("host", help="the host's id or name")
     down.add_argument("--yes", action="store_true", help="do not ask first")
     down.add_argument("--accept-host-key", metavar="SHA256:...",
                       help="trust the machine's host key if, and only if, it has this fingerprint")
-    down.set_defaults(func=_guarded(cmd_teardown))
+    down.set_defaults(func=guarded(cmd_teardown))
 
-    keys = common(sub.add_parser("host-keys", help="host keys waiting for confirmation; confirm one"))
+    keys = add_url(sub.add_parser("host-keys", help="host keys waiting for confirmation; confirm one"))
     keys.add_argument("action", nargs="?", choices=("list", "confirm"), default="list")
     keys.add_argument("host", nargs="?")
     keys.add_argument("port", nargs="?")
     keys.add_argument("fingerprint", nargs="?", help="SHA256:... as ssh-keygen -l prints it")
-    keys.set_defaults(func=_guarded(cmd_host_keys))
-
-
-def _guarded(func: Callable[[Any, argparse.Namespace], int]) -> Callable[[Any, argparse.Namespace], int]:
-    def run(settings: Any, args: argparse.Namespace) -> int:
-        try:
-            return func(settings, args)
-        except CliError as exc:
-            print(f"tokenmill: {exc}", file=sys.stderr)
-            return 1
-
-    return run
+    keys.set_defaults(func=guarded(cmd_host_keys))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from backend.money import MoneyError, parse_usd
 
 CONFIG_ENV = "TOKENMILL_CONFIG"
+PPM_PER_PCT = 10_000  # millionths of a whole in one per cent
 
 
 class SettingsError(ValueError):
@@ -203,8 +205,51 @@ class BillingSettings(BaseModel):
         return parse_usd(self.checkout_max_usd, what="checkout_max_usd")
 
 
+class PayoutSettings(BaseModel):
+    """`[payouts]`: paying hosts what they earned (backend/billing/payouts/): Stripe Connect transfers
+    through [billing]'s Stripe account, or recorded by the operator for hosts paid by other means."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval_s: float = Field(default=300.0, gt=0, description="Between runs of the payout loop (billing.payouts).")
+    default_threshold_usd: str = Field(default="10.00", description="A host's threshold unless it chose one: "
+                                       "it is paid once what it is owed reaches this.")
+    minimum_threshold_usd: str = Field(default="1.00", description="The lowest threshold a host may choose.")
+    retry_backoff_s: list[float] = Field(
+        default_factory=lambda: [60.0, 300.0, 1800.0, 7200.0],
+        description="After a payout attempt fails, the waits before the next ones (the last one repeats).")
+
+    @field_validator("default_threshold_usd", "minimum_threshold_usd")
+    @classmethod
+    def _usd(cls, v: str, info) -> str:
+        return _positive_usd(v, info.field_name)
+
+    @field_validator("retry_backoff_s")
+    @classmethod
+    def _backoff(cls, v: list[float]) -> list[float]:
+        if not v or any(s <= 0 for s in v):
+            raise ValueError(f"retry_backoff_s needs at least one wait, each above 0 seconds, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> PayoutSettings:
+        if self.default_threshold_nano < self.minimum_threshold_nano:
+            raise ValueError(f"default_threshold_usd {self.default_threshold_usd} is below "
+                             f"minimum_threshold_usd {self.minimum_threshold_usd}")
+        return self
+
+    @property
+    def default_threshold_nano(self) -> int:
+        return parse_usd(self.default_threshold_usd, what="default_threshold_usd")
+
+    @property
+    def minimum_threshold_nano(self) -> int:
+        return parse_usd(self.minimum_threshold_usd, what="minimum_threshold_usd")
+
+
 class OpenRouterSettings(BaseModel):
-    """`[openrouter]`: the provider listing OpenRouter reads (GET /openrouter/models).
+    """`[openrouter]`: the provider listing OpenRouter reads (GET /openrouter/models), the fee it
+    keeps of the traffic it brings, and each model's uptime as OpenRouter counts it.
 
     Host agents do not report where they run, so the listing's `datacenters` come from here: each
     host serving a model counts as `host_countries[its id or name]`, else as `datacenters` (the
@@ -216,6 +261,12 @@ class OpenRouterSettings(BaseModel):
                                    "hosts run, for hosts not named in host_countries (e.g. [\"US\"]).")
     host_countries: dict[str, str] = Field(default_factory=dict, description="Host id or name -> the ISO 3166-1 "
                                            "alpha-2 code of the country it runs in.")
+    fee_pct: float = Field(default=5.5, description="OpenRouter's fee, % of what a request through it is charged "
+                           "(0 to 20, at most 4 decimals); posted at settlement for clients on the openrouter channel.")
+    uptime_window_s: int = Field(default=1800, ge=60, le=86_400,
+                                 description="The rolling window of each model's uptime as OpenRouter counts it.")
+    uptime_min_requests: int = Field(default=100, ge=1, description="Requests in the window below which a model's "
+                                     "uptime is shown as N/A (OpenRouter's own threshold is 100).")
 
     @field_validator("datacenters")
     @classmethod
@@ -226,6 +277,20 @@ class OpenRouterSettings(BaseModel):
     @classmethod
     def _host_codes(cls, v: dict[str, str]) -> dict[str, str]:
         return {host: _country(c, f"host_countries.{host}") for host, c in v.items()}
+
+    @field_validator("fee_pct")
+    @classmethod
+    def _fee(cls, v: float) -> float:
+        if not 0 <= v <= 20:
+            raise ValueError(f"must be a percentage from 0 to 20 (OpenRouter's fee is about 5.5), got {v!r}")
+        if Decimal(repr(v)) * PPM_PER_PCT != int(Decimal(repr(v)) * PPM_PER_PCT):
+            raise ValueError(f"must have at most 4 decimals (0.0001 %), got {v!r}")
+        return v
+
+    @property
+    def fee_ppm(self) -> int:
+        """The fee in millionths of a charge, exactly (5.5 % -> 55000): money never meets a float."""
+        return int(Decimal(repr(self.fee_pct)) * PPM_PER_PCT)
 
 
 def _country(code: str, what: str) -> str:
@@ -343,6 +408,8 @@ class Settings(BaseSettings):
                                      description="Stripe, auto-recharge and invoices ([billing]).")
     openrouter: OpenRouterSettings = Field(default_factory=OpenRouterSettings,
                                            description="The OpenRouter provider listing ([openrouter]).")
+    payouts: PayoutSettings = Field(default_factory=PayoutSettings,
+                                    description="Host payouts: loop interval, thresholds, retry backoff ([payouts]).")
 
     config_file: Path | None = Field(default=None, exclude=True)
 

@@ -2,6 +2,7 @@
 
 from backend.autoscaler.tables import ModelScaling
 from backend.billing.invoice_tables import Invoice, InvoiceCounter, InvoiceLine
+from backend.billing.payouts.tables import HostPayout, HostPayoutSettings
 from backend.billing.tables import ClientBilling, Payment, StripeEvent
 from backend.clients.tables import ApiKey, Client, LicenceAcceptance, LicencePolicy
 from backend.fleet.tables import Host, ModelSetting
@@ -15,6 +16,8 @@ __all__ = [
     "Client",
     "ClientBilling",
     "Host",
+    "HostPayout",
+    "HostPayoutSettings",
     "Invoice",
     "InvoiceCounter",
     "InvoiceLine",

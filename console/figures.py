@@ -42,3 +42,12 @@ def margin(bps: int | None) -> str:
 
 def per_hour(nano: int) -> str:
     return usd(nano)
+
+
+def uptime(requests: int, failures: int, min_requests: int) -> str:
+    """A model's uptime as OpenRouter counts it, rounded down to 0.1 % (a single failure never shows as
+    100 %); below OpenRouter's threshold, N/A with the requests counted so far."""
+    if requests < min_requests or requests <= 0:
+        return f"{NA} ({requests} req)"
+    permille = (requests - failures) * 1000 // requests
+    return f"{permille // 10}.{permille % 10}%"

@@ -35,7 +35,7 @@ import random
 import secrets
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 from hostkit import __version__
@@ -44,7 +44,8 @@ from hostkit.check import HostChecker
 from hostkit.config import AgentConfig
 from hostkit.control_api import AgentStatus, AgentStopping, start_control_api
 from hostkit.engine_probe import EngineProbe, EngineReading
-from hostkit.engines import Engine, EngineUnavailable, client_verify, make_engine
+from hostkit.engine_spec import EngineSpec
+from hostkit.engines import Engine, EngineEndpoint, EngineUnavailable, client_verify, make_engine
 from hostkit.nvml import HostGpus, NvmlReader
 from hostkit.protocol import AGENT_REPLACED, MISSED_HEARTBEATS_DOWN, GpuTelemetry, Heartbeat, HeartbeatReply, Register
 from hostkit.router_client import RouterClient, RouterRejected, RouterUnreachable
@@ -251,6 +252,55 @@ class Agent:
         if self._last_ok_mono is None:
             return True
         return time.monotonic() - self._last_ok_mono >= MISSED_HEARTBEATS_DOWN * self._interval
+
+    # -- the models served ----------------------------------------------------------------------
+
+    async def serve_models(self, models: list[str], specs: Sequence[EngineSpec] = ()) -> None:
+        """Serve `models` from now on (`tokenmill-host serve-models`): engines of models no longer
+        wanted stop, the new ones start, and the next heartbeat, sent at once, tells the router, which
+        routes by what heartbeats report. `specs`: how vLLM runs the new models on this host's GPUs
+        (the router's market gives them); a model the config already runs keeps its spec unless one
+        is given. Raises ValueError naming what is missing, AgentStopping once the agent stops.
+
+        Lasts until the agent restarts: the config file stays the host operator's to edit (the agent
+        may not be allowed to write it), and `tokenmill-host status` shows what is served now."""
+        if self._leaving:
+            raise AgentStopping("the agent is stopping")
+        models = list(dict.fromkeys(m.strip() for m in models if m.strip()))
+        if not models:
+            raise ValueError("name at least one model to serve")
+        update: dict[str, object] = {"models": models}
+        if self.engine.kind == "vllm":
+            known = {e.model: e for e in self.config.vllm.engines} | {e.model: e for e in specs}
+            missing = [m for m in models if m not in known]
+            if missing:
+                raise ValueError(f"no vLLM engine spec for {', '.join(missing)}: the router's market gives one "
+                                 "for each model this host's GPUs can run")
+            update["vllm"] = self.config.vllm.model_copy(update={"engines": [known[m] for m in models]})
+        config = self.config.model_copy(update=update)
+        previous = self._engine_op
+
+        async def change() -> None:
+            if previous is not None:  # after a drain's or resume's engine change, never beside it
+                await asyncio.gather(previous, return_exceptions=True)
+            self._apply_endpoints(await self.engine.set_models(config, start=not self._engine_released))
+
+        task = asyncio.create_task(change(), name="tokenmill-host serve models")
+        self._engine_op = task
+        await task
+        self.config = config
+        log.info("serving %s from now on", ", ".join(models))
+        self._wake.set()  # tell the router now rather than at the next interval
+
+    def _apply_endpoints(self, endpoints: list[EngineEndpoint]) -> None:
+        self._endpoints = {e.model: e.public_url for e in endpoints}
+        # In place: the checks hold this very dict.
+        self._local_endpoints.clear()
+        self._local_endpoints.update({e.model: e.local_url for e in endpoints})
+        if self._probe is not None:
+            self._probe.set_endpoints(endpoints)
+        if self._checks is not None:
+            self._checks.keep_only(set(self._endpoints))
 
     # -- router loop ---------------------------------------------------------------------------
 

@@ -56,6 +56,14 @@ class ModelChecks:
                 continue
             self._tasks[model] = asyncio.create_task(self._check(model, instance), name=f"check {model}")
 
+    def keep_only(self, models: set[str]) -> None:
+        """The host serves only `models` now: the others' results go (a heartbeat carries no check of
+        a model it does not serve), and their running checks stop."""
+        for model in [m for m in self._results if m not in models]:
+            del self._results[model]
+        for model in [m for m in self._tasks if m not in models]:
+            self._tasks.pop(model).cancel()
+
     async def settle(self, timeout_s: float) -> None:
         """Wait (at most timeout_s) for the checks already running."""
         if self._tasks:

@@ -6,6 +6,12 @@
     tokenmill-host status [--json]                the agent's state
     tokenmill-host check [--model M] [--json]     hardware check (hostkit/check.py); exit 1 if one fails
     tokenmill-host sim-engine --models a,b ...    only the simulated engine (no router, no agent)
+    tokenmill-host payout [--threshold X] [--stripe-account acct_...]   this host's payout settings
+    tokenmill-host earnings [--days N] [--json]   what this host earned, is owed and was paid (from the router)
+    tokenmill-host models [--all] [--json]        catalogue models these GPUs run: price, demand, earnings, licence
+    tokenmill-host serve-models M1,M2             serve these models from now on (the agent relaunches engines)
+
+earnings, models and serve-models read router_url and host_token from the agent config, as `run` does.
 
 drain/resume/status find the control API with --control-port, else $TOKENMILL_HOST_CONTROL_PORT,
 else control_port in the config file, else 8650. Exit codes: 0 done, 1 failed, 2 bad configuration.
@@ -305,6 +311,55 @@ def cmd_sim_engine(args: argparse.Namespace) -> int:
         return 1
 
 
+def _self_config(args: argparse.Namespace) -> AgentConfig | None:
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(f"tokenmill-host: invalid configuration\n{exc}", file=sys.stderr)
+        return None
+
+
+def cmd_earnings(args: argparse.Namespace) -> int:
+    from hostkit import self_service as ss
+
+    if (config := _self_config(args)) is None:
+        return 2
+    try:
+        earnings, raw = ss.fetch_earnings(config, args.days)
+    except ss.SelfServiceError as exc:
+        return ss.fail(exc, "earnings")
+    print(raw.decode() if args.json else ss.render_earnings(earnings))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from hostkit import self_service as ss
+
+    if (config := _self_config(args)) is None:
+        return 2
+    try:
+        market = ss.fetch_market(config)
+    except ss.SelfServiceError as exc:
+        return ss.fail(exc, "models")
+    print(msgspec.json.encode(market).decode() if args.json else ss.render_market(market, show_all=args.all))
+    return 0
+
+
+def cmd_serve_models(args: argparse.Namespace) -> int:
+    from hostkit import self_service as ss
+
+    if (config := _self_config(args)) is None:
+        return 2
+    wanted = list(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
+    try:
+        status = ss.serve_models(config, _control_url(args), wanted)
+    except ss.SelfServiceError as exc:
+        return ss.fail(exc, "serve-models")
+    print(f"serving {', '.join(status.models)} (state {status.state}); the router routes a new model here once "
+          "its hardware check passed (`tokenmill-host status` shows the checks)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tokenmill-host", description="tokenmill host agent")
     p.add_argument("--version", action="version", version=f"tokenmill-host {__version__}")
@@ -336,6 +391,28 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the results as JSON")
     check.set_defaults(func=cmd_check)
 
+    earnings = sub.add_parser("earnings", help="what this host earned, is owed and was paid out")
+    earnings.add_argument("--days", type=_days, default=7, help="UTC days ending today (default 7, at most 366)")
+    earnings.add_argument("--config", help="agent TOML file (as for run)")
+    earnings.add_argument("--json", action="store_true", help="print the router's JSON")
+    earnings.set_defaults(func=cmd_earnings)
+
+    models = sub.add_parser("models", help="catalogue models this host's GPUs run: price, demand, replicas, "
+                                           "expected earnings per hour here, licence")
+    models.add_argument("--all", action="store_true", help="also the models that do not fit, and why")
+    models.add_argument("--config", help="agent TOML file (as for run)")
+    models.add_argument("--json", action="store_true", help="print the router's JSON")
+    models.set_defaults(func=cmd_models)
+
+    serve = control("serve-models", "serve these models from now on (engines of others stop, new ones start)")
+    serve.add_argument("models", help="comma-separated catalogue model ids, e.g. "
+                                      "llama-3.1-8b-instruct,qwen2.5-7b-instruct")
+    serve.set_defaults(func=cmd_serve_models)
+
+    from hostkit.payout_command import add_command as add_payout
+
+    add_payout(sub)
+
     sim = sub.add_parser("sim-engine", help="serve only the simulated engine (vLLM's OpenAI-compatible surface)")
     sim.add_argument("--models", required=True, help="comma-separated model ids")
     sim.add_argument("--host", default="127.0.0.1")
@@ -346,6 +423,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0, help="seed for requests that give none")
     sim.set_defaults(func=cmd_sim_engine)
     return p
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 1 <= days <= 366:
+        raise argparse.ArgumentTypeError(f"must be 1..366, got {days}")
+    return days
 
 
 def main(argv: list[str] | None = None) -> int:

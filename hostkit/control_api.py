@@ -4,19 +4,26 @@ It listens on loopback and has no authentication: whoever can reach it is alread
 - GET /status -> AgentStatus
 - POST /drain {"timeout_s": S} (optional) -> DrainResult, once drained or after S seconds
 - POST /resume -> AgentStatus
+- POST /models {"models": ["a", "b"], "engines": [EngineSpec...]} -> AgentStatus once the engines of
+  models no longer wanted stopped and the new ones started (`tokenmill-host serve-models`; the
+  specs say how vLLM runs the new models, from the router's market)
 - GET /engine-key -> {"engine_key": "..."}: the engines' bearer key, for `tokenmill-host check` (the
   engines refuse its decode-speed request without it). Kept out of /status, which `status --json`
   prints. Only for a Host header naming loopback, so a web page cannot read it by DNS rebinding.
-Errors: {"error": "..."} with 400 (bad body), 403 (not loopback) or 409 (the agent is stopping).
+Errors: {"error": "..."} with 400 (bad body, or a model the agent cannot serve), 403 (not loopback, or
+/models without a JSON content type) or 409 (the agent is stopping).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
 from aiohttp import web
+from pydantic import ValidationError
 
+from hostkit.engine_spec import EngineSpec
 from hostkit.protocol import CheckResult
 
 CONTROL_HOST = "127.0.0.1"
@@ -50,6 +57,11 @@ class DrainRequest(msgspec.Struct):
     timeout_s: float | None = None
 
 
+class ServeModelsRequest(msgspec.Struct):
+    models: list[str]
+    engines: list[dict[str, object]] = []  # hostkit.engine_spec.EngineSpec as JSON, for vLLM hosts
+
+
 class DrainResult(msgspec.Struct):
     drained: bool
     status: AgentStatus
@@ -67,6 +79,8 @@ class ControlledAgent(Protocol):
     async def resume(self) -> None: ...
 
     def engine_key(self) -> str: ...
+
+    async def serve_models(self, models: list[str], specs: Sequence[EngineSpec] = ()) -> None: ...
 
 
 class ControlServer:
@@ -110,6 +124,25 @@ async def start_control_api(agent: ControlledAgent, port: int, default_drain_tim
             return _json({"error": str(exc)}, status=409)
         return _json(agent.status())
 
+    async def serve_models(request: web.Request) -> web.Response:
+        # A web page can send a cross-site POST to loopback, but not with this content type (a
+        # browser asks first, and nothing here answers OPTIONS): the served models stay the host's call.
+        if request.content_type != "application/json" or request.host.rsplit(":", 1)[0] not in LOOPBACK_NAMES:
+            return _json({"error": "POST /models wants Content-Type: application/json and a Host of 127.0.0.1 "
+                                   "or localhost"}, status=403)
+        try:
+            body = msgspec.json.decode(await request.read(), type=ServeModelsRequest)
+            specs = [EngineSpec.model_validate(e) for e in body.engines]
+        except (msgspec.MsgspecError, ValidationError) as exc:
+            return _json({"error": f"bad models request: {exc}"}, status=400)
+        try:
+            await agent.serve_models(body.models, specs)
+        except ValueError as exc:
+            return _json({"error": str(exc)}, status=400)
+        except AgentStopping as exc:
+            return _json({"error": str(exc)}, status=409)
+        return _json(agent.status())
+
     async def engine_key(request: web.Request) -> web.Response:
         if request.host.rsplit(":", 1)[0] not in LOOPBACK_NAMES:
             return _json({"error": "the engine key is only given to a Host of 127.0.0.1 or localhost"}, status=403)
@@ -117,6 +150,7 @@ async def start_control_api(agent: ControlledAgent, port: int, default_drain_tim
 
     app = web.Application()
     app.add_routes([web.get("/status", status), web.post("/drain", drain), web.post("/resume", resume),
+                    web.post("/models", serve_models),
                     web.get("/engine-key", engine_key)])
     # A drain waiting in POST /drain must not hold up the agent's exit for long.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)

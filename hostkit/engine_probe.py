@@ -52,6 +52,10 @@ class EngineProbe:
         # it was not (a relaunched engine may have been given another length).
         self._lengths: dict[str, dict[str, int]] = {}
 
+    def set_endpoints(self, endpoints: list[EngineEndpoint]) -> None:
+        """The engines after a change of the models served; the next read() reads these."""
+        self._endpoints = list(endpoints)
+
     async def _read_server(self, url: str) -> tuple[bool, dict[str, EngineMetrics] | None]:
         try:
             health, metrics = await asyncio.gather(self._http.get(f"{url}/health"), self._http.get(f"{url}/metrics"))
@@ -80,11 +84,12 @@ class EngineProbe:
         self._lengths[url] = {c.id: c.max_model_len for c in cards if c.max_model_len and c.max_model_len > 0}
 
     async def read(self) -> EngineReading:
-        urls = list(dict.fromkeys(e.local_url for e in self._endpoints))  # one read per server
+        endpoints = self._endpoints  # as they were when the read began, should the models change during it
+        urls = list(dict.fromkeys(e.local_url for e in endpoints))  # one read per server
         results = dict(zip(urls, await asyncio.gather(*(self._read_server(u) for u in urls)), strict=True))
         models: list[ServedModel] = []
         in_flight: int | None = 0
-        for ep in self._endpoints:
+        for ep in endpoints:
             healthy, per_model = results[ep.local_url]
             metrics = per_model.get(ep.model) if per_model is not None else None
             if metrics is not None and ep.max_num_seqs is not None:

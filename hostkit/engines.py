@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hostkit.config import AgentConfig
+from hostkit.engine_spec import EngineSpec
 from hostkit.engine_tls import EngineCert, EngineTlsError, ensure_engine_cert
 from hostkit.sim.engine import SimEngine, start_sim_engine
 from hostkit.vllm_process import EngineEvents, SupervisedVllm
@@ -52,6 +53,11 @@ class Engine(Protocol):
 
     async def resume(self) -> None:
         """Serve again after suspend()."""
+
+    async def set_models(self, config: AgentConfig, *, start: bool = True) -> list[EngineEndpoint]:
+        """Serve config.models from now on (`tokenmill-host serve-models`): engines of models no longer
+        wanted stop, new ones start (unless `start` is false: the host is drained and its engines
+        suspended, so resume() starts them), the others keep serving undisturbed. Every endpoint now."""
 
     def instance(self, model: str) -> int:
         """Changes whenever the model's engine is launched again, so its check must run again."""
@@ -94,9 +100,14 @@ class SimEngineRunner:
         self.sim = await start_sim_engine(c.models, host=c.engine_host, port=c.engine_port, timing=c.sim,
                                           seed=c.sim_seed, api_key=self.key,
                                           ssl_context=self.tls.server_context() if self.tls else None)
-        local = f"{c.engine_scheme}://{url_host(c.local_engine_host)}:{self.sim.port}"
-        public = f"{c.engine_scheme}://{url_host(c.public_engine_host)}:{c.public_engine_port(self.sim.port)}"
-        return [EngineEndpoint(m, local, public, c.sim.max_concurrency) for m in self.sim.models]
+        return self._endpoints()
+
+    def _endpoints(self) -> list[EngineEndpoint]:
+        c, sim = self._config, self.sim
+        assert sim is not None
+        local = f"{c.engine_scheme}://{url_host(c.local_engine_host)}:{sim.port}"
+        public = f"{c.engine_scheme}://{url_host(c.public_engine_host)}:{c.public_engine_port(sim.port)}"
+        return [EngineEndpoint(m, local, public, c.sim.max_concurrency) for m in sim.models]
 
     async def stop(self) -> None:
         if self.sim is not None:
@@ -109,6 +120,14 @@ class SimEngineRunner:
 
     async def resume(self) -> None:
         """Nothing was suspended."""
+
+    async def set_models(self, config: AgentConfig, *, start: bool = True) -> list[EngineEndpoint]:
+        """One server serves every model: it takes the new set in place, so requests of kept models
+        in flight are not cut."""
+        assert self.sim is not None, "start() first"
+        self._config = config
+        self.sim.set_models(config.models)
+        return self._endpoints()
 
     def instance(self, model: str) -> int:
         return 1  # it never restarts
@@ -144,23 +163,52 @@ class VllmEngine:
             raise EngineUnavailable(f"cannot create the vLLM log directory {c.vllm.log_dir}: {exc}; set log_dir in "
                                     "the [vllm] table") from None
         self.tls = start_tls(c)
-        endpoints = []
         for position, spec in enumerate(c.vllm.engines):
-            port = self._port(spec.port, position)
-            local = f"{c.engine_scheme}://{url_host(c.local_engine_host)}:{port}"
-            proc = SupervisedVllm(spec, port, c.engine_host, local, c.vllm, self.events, self.key, self.tls)
-            self.processes[spec.model] = proc
-            public = f"{c.engine_scheme}://{url_host(c.public_engine_host)}:{c.public_engine_port(port)}"
-            endpoints.append(EngineEndpoint(spec.model, local, public, max_num_seqs(spec.extra_args)))
+            self._add(spec, self._port(spec.port, position))
         for proc in self.processes.values():
             proc.start()
-        return endpoints
+        return self._endpoints()
 
-    def _port(self, port: int | None, position: int) -> int:
-        if port is None:
-            port = self._config.engine_port + position if self._config.engine_port else 0
+    def _add(self, spec: EngineSpec, port: int) -> SupervisedVllm:
+        c = self._config
+        local = f"{c.engine_scheme}://{url_host(c.local_engine_host)}:{port}"
+        proc = SupervisedVllm(spec, port, c.engine_host, local, c.vllm, self.events, self.key, self.tls)
+        self.processes[spec.model] = proc
+        return proc
+
+    def _endpoints(self) -> list[EngineEndpoint]:
+        c = self._config
+        return [EngineEndpoint(m, p.local_url,
+                               f"{c.engine_scheme}://{url_host(c.public_engine_host)}:{c.public_engine_port(p.port)}",
+                               max_num_seqs(p.spec.extra_args))
+                for m, p in self.processes.items()]
+
+    def _port(self, port: int | None, position: int, taken: frozenset[int] = frozenset()) -> int:
+        if port is None and self._config.engine_port:
+            port = self._config.engine_port + position
+            while port in taken:  # a kept engine holds it: the next one up
+                port += 1
         # Chosen once, so the router's endpoint stays the same across relaunches.
         return port or _free_port(self._config.local_engine_host)
+
+    async def set_models(self, config: AgentConfig, *, start: bool = True) -> list[EngineEndpoint]:
+        wanted = {spec.model: spec for spec in config.vllm.engines}
+        self._config = config
+        changed = [m for m, p in self.processes.items() if wanted.get(m) != p.spec]
+        for model in changed:
+            self.events.add(model, "no longer served: stopping" if model not in wanted else "new spec: relaunching")
+        # The GPUs' memory is freed before a new engine asks for it.
+        await asyncio.gather(*(self.processes.pop(m).aclose() for m in changed))
+        for position, spec in enumerate(config.vllm.engines):
+            if spec.model not in self.processes:
+                taken = frozenset(p.port for p in self.processes.values())
+                proc = self._add(spec, self._port(spec.port, position, taken))
+                self.events.add(spec.model, f"now served (port {proc.port})")
+                if start:
+                    proc.start()
+        order = [spec.model for spec in config.vllm.engines]
+        self.processes = {m: self.processes[m] for m in order}
+        return self._endpoints()
 
     async def stop(self) -> None:
         await asyncio.gather(*(p.aclose() for p in self.processes.values()))

@@ -169,3 +169,128 @@ class Error(msgspec.Struct):
 
     message: str
     code: str = "error"
+
+
+# ---------------------------------------------------------------- host self-service (the host's own figures)
+# GET /hosts/{id}/earnings and GET /hosts/{id}/market, with the host token; a host sees only its own
+# (403 for another host's id). Money: integer nano-USD in `*_nano`, the exact USD amount beside it as a
+# decimal string in `*_usd` (never a float); days are UTC ("2026-03-01"); times µs since the epoch, UTC.
+
+
+class EarningsDay(msgspec.Struct):
+    """One model on one UTC day: what this host earned serving it."""
+
+    day: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    earned_nano: int
+    earned_usd: str
+
+
+class ModelEarnings(msgspec.Struct):
+    """One model over the whole window."""
+
+    model: str
+    requests: int
+    earned_nano: int
+    earned_usd: str
+
+
+class HostEarnings(msgspec.Struct):
+    host_id: str
+    name: str
+    payout_share_bps: int  # the host's share of what clients pay for its requests; 0: it earns no share
+    days: int  # the window: today and the days before it
+    since_us: int
+    until_us: int
+    today_nano: int
+    today_usd: str
+    month_nano: int  # this UTC calendar month so far
+    month_usd: str
+    window_nano: int
+    window_usd: str
+    owed_nano: int  # the host payable balance: earned and not yet paid out
+    owed_usd: str
+    paid_nano: int  # paid out ever (ledger code host_payout)
+    paid_usd: str
+    per_model: list[ModelEarnings]  # over the window, largest first
+    per_day: list[EarningsDay]  # oldest day first
+
+
+class ModelLicence(msgspec.Struct):
+    name: str
+    url: str
+    version: str
+    commercial_use: str  # "allowed", "restricted", "forbidden"
+    restrictions: str  # "" when none
+    attribution: str  # text that must accompany the output or product; "" when none
+
+
+class MarketModel(msgspec.Struct):
+    model: str
+    name: str
+    fits: bool  # this host's GPUs can run it (memory, compute capability, a servable checkpoint)
+    why_not: str  # "" when it fits
+    enabled: bool  # the operator sells it; a disabled model earns nothing
+    serving: bool  # this host serves it now
+    prompt_per_mtok_usd: str  # the price clients pay now, per million tokens
+    completion_per_mtok_usd: str
+    demand_tps: float  # completion tokens/s the fleet served over the pricing window
+    utilization: float | None  # mean engine load of its routable replicas; None: unknown
+    replicas: int  # routable replicas in the fleet now (this host's included)
+    capacity_tps: float | None  # completion tokens/s one replica here decodes at full batch; None: unknown
+    expected_per_hour_nano: int | None  # this host's share per hour at the assumptions; None: unknown
+    expected_per_hour_usd: str | None
+    licence: ModelLicence
+    # How the agent runs it with vLLM on these GPUs (hostkit.engine_spec.EngineSpec as JSON); None when
+    # it does not fit or the GPU type is unknown. `tokenmill-host serve-models` hands it to the agent.
+    engine_spec: dict[str, object] | None = None
+
+
+class HostMarket(msgspec.Struct):
+    host_id: str
+    name: str
+    gpu_type: str | None
+    gpu_count: int
+    payout_share_bps: int
+    # The assumptions behind expected_per_hour: a replica busy at the autoscaler's target utilization,
+    # requests of this mean size (the fleet's mix today, else a default), at today's price.
+    target_utilization: float
+    mean_prompt_tokens: float
+    mean_completion_tokens: float
+    assumption: str  # the same in words
+    models: list[MarketModel]
+
+
+# ---------------------------------------------------------------- host payouts (the host's own settings)
+# GET and PUT /hosts/{id}/payout, with the host token; a host sees and changes only its own (403 for
+# another host's id). `tokenmill-host payout` shows and sets them.
+
+
+class HostPayout(msgspec.Struct):
+    host_id: str
+    method: str  # "stripe", "manual" (the operator pays by other means) or "none" (no destination yet)
+    stripe_account: str | None
+    threshold_nano: int  # paid once owed reaches it
+    threshold_usd: str
+    threshold_is_default: bool
+    minimum_threshold_usd: str
+    owed_nano: int  # earned and not yet paid out
+    owed_usd: str
+    next: str  # the next payout, in words
+    pending_nano: int | None  # a payout under way
+    pending_usd: str | None
+    last_paid_nano: int | None
+    last_paid_usd: str | None
+    last_paid_us: int | None
+
+
+class SetHostPayout(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """PUT /hosts/{id}/payout. A field left out is left as it is. threshold_usd: a decimal USD
+    string (at least the router's minimum, whole cents) or "default"; stripe_account: the host's
+    Stripe Connect account ("acct_..."), where payouts go from then on."""
+
+    threshold_usd: str | None = None
+    stripe_account: str | None = None

@@ -1,7 +1,8 @@
 """A small Stripe on loopback: real HTTP answering Stripe's documented shapes for what tokenmill
 calls, so the real `stripe` library runs its real code path against it (base_addresses["api"]).
 
-It keeps customers, Checkout sessions, PaymentIntents, charges, refunds and disputes in memory;
+It keeps customers, Checkout sessions, PaymentIntents, charges, refunds, disputes and transfers to
+connected accounts (host payouts; listed by transfer_group) in memory;
 honours Idempotency-Key (the same key on the same path answers what it answered the first time);
 declines an off-session charge when told to (Stripe's card_error JSON with HTTP 402); and sends
 webhook events to the router signed with Stripe's algorithm (t=..., v1=HMAC-SHA256(secret,
@@ -96,6 +97,14 @@ class StripeServer:
     intents_gate: asyncio.Event | None = None
     # How many of the next POST /v1/payment_intents answer 503 (Stripe in trouble, nothing done or saved).
     unavailable: int = 0
+    transfers: dict[str, dict] = field(default_factory=dict)  # money sent to connected accounts
+    # How many of the next POST /v1/transfers answer 503 (nothing done or saved).
+    transfers_unavailable: int = 0
+    # Connected accounts Stripe does not know: a transfer to one is refused (400, resource_missing).
+    unknown_accounts: set[str] = field(default_factory=set)
+    # When set, POST /v1/transfers makes the transfer (and keeps its answer for its Idempotency-Key),
+    # then waits for it before answering: the caller can "crash" after Stripe did the transfer.
+    transfers_gate: asyncio.Event | None = None
     _idempotent: dict[tuple[str, str], tuple[int, dict]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _http: httpx.AsyncClient | None = None
@@ -137,6 +146,8 @@ class StripeServer:
                 return web.json_response(done[1], status=done[0], headers={"Idempotent-Replayed": "true"})
         if self.intents_gate is not None and request.path == "/v1/payment_intents":
             await self.intents_gate.wait()
+        if request.method == "POST" and request.path == "/v1/transfers":
+            return await self._transfer_call(params, key)
         if self.unavailable and request.path == "/v1/payment_intents":
             self.unavailable -= 1
             return web.json_response({"error": {"type": "api_error", "message": "Stripe is having trouble."}},
@@ -154,11 +165,17 @@ class StripeServer:
             return 200, self._session(p)
         if method == "POST" and path == "/v1/payment_intents":
             return self._off_session(p)
+        if method == "GET" and path == "/v1/transfers":
+            data = [t for t in self.transfers.values()
+                    if p.get("transfer_group") in (None, t["transfer_group"])
+                    and p.get("destination") in (None, t["destination"])]
+            data.sort(key=lambda t: t["created"], reverse=True)
+            return 200, {"object": "list", "url": "/v1/transfers", "has_more": False, "data": copy.deepcopy(data)}
         if method == "GET" and path == "/v1/refunds":
             data = [r for r in self.refunds.values() if r["charge"] == p.get("charge")]
             return 200, {"object": "list", "url": "/v1/refunds", "has_more": False, "data": copy.deepcopy(data)}
         stores = {"customers": self.customers, "payment_intents": self.intents, "charges": self.charges,
-                  "refunds": self.refunds, "disputes": self.disputes}
+                  "refunds": self.refunds, "disputes": self.disputes, "transfers": self.transfers}
         if method == "GET" and len(parts) == 3 and parts[1] in stores:
             obj = stores[parts[1]].get(parts[2])
             if obj is not None:
@@ -170,6 +187,35 @@ class StripeServer:
             if obj is not None:
                 return 200, copy.deepcopy(obj)
         return 404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized request URL ({path})"}}
+
+    async def _transfer_call(self, p: dict, key: str | None) -> web.Response:
+        if self.transfers_unavailable:
+            self.transfers_unavailable -= 1
+            return web.json_response({"error": {"type": "api_error", "message": "Stripe is having trouble."}},
+                                     status=503, headers={"Stripe-Should-Retry": "false"})
+        status, body = self._transfer(p)
+        if key:
+            self._idempotent[("/v1/transfers", key)] = (status, body)
+        if self.transfers_gate is not None:
+            await self.transfers_gate.wait()
+        return web.json_response(body, status=status)
+
+    def _transfer(self, p: dict) -> tuple[int, dict]:
+        """Stripe's POST /v1/transfers: our balance to a connected account, in cents."""
+        destination = p.get("destination") or ""
+        if not destination.startswith("acct_") or destination in self.unknown_accounts:
+            return 400, {"error": {"type": "invalid_request_error", "code": "resource_missing", "param": "destination",
+                                   "message": f"No such destination: '{destination}'"}}
+        if p.get("currency") != "usd" or not str(p.get("amount", "")).isdigit() or int(p["amount"]) <= 0:
+            return 400, {"error": {"type": "invalid_request_error", "param": "amount",
+                                   "message": "this test server transfers a positive whole number of USD cents"}}
+        t = {"id": _new("tr"), "object": "transfer", "amount": int(p["amount"]), "amount_reversed": 0,
+             "currency": "usd", "destination": destination, "destination_payment": _new("py"),
+             "balance_transaction": _new("txn"), "transfer_group": p.get("transfer_group"),
+             "description": p.get("description"), "metadata": p.get("metadata", {}), "reversed": False,
+             "reversals": {"object": "list", "data": [], "has_more": False}, "created": _now(), "livemode": False}
+        self.transfers[t["id"]] = t
+        return 200, copy.deepcopy(t)
 
     def _customer(self, p: dict) -> dict:
         c = {"id": _new("cus"), "object": "customer", "created": _now(), "email": p.get("email"), "livemode": False,

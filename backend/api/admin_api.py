@@ -44,7 +44,9 @@ from backend.wire.admin import (
     ModelMetricsOut,
     ModelOut,
     ReplicaOut,
+    SetClientChannel,
     StatusOut,
+    UptimeOut,
     UsageOut,
 )
 from backend.wire.errors import ApiError
@@ -67,7 +69,7 @@ def _client_out(s, c: ClientInfo) -> ClientOut:
     acc = s.ledger.account(c.account)
     keys = s.clients.keys(c.id)
     return ClientOut(c.id, c.name, c.created_us, acc.balance, acc.available, format_usd(acc.balance),
-                     len(keys), sum(not k.revoked for k in keys))
+                     len(keys), sum(not k.revoked for k in keys), c.channel)
 
 
 def _key_out(k: KeyInfo) -> KeyOut:
@@ -87,8 +89,10 @@ def _model_out(s, model_id: str) -> ModelOut:
     reps = [ReplicaOut(r.host.id, r.host.name, s.fleet.status(r.host), r.url, r.ready, r.outstanding,
                        r.ejected_until > now, r.check.passed if r.check else None, r.check.summary if r.check else "")
             for r in s.fleet.replicas(m.id)]
+    u = s.proxy.uptime.of(m.id, s.clock.now_us())
     return ModelOut(m.id, m.name, s.models.enabled(m.id), m.context_length, q.prompt_per_mtok,
-                    q.completion_per_mtok, format_usd(q.prompt_per_mtok), format_usd(q.completion_per_mtok), reps)
+                    q.completion_per_mtok, format_usd(q.prompt_per_mtok), format_usd(q.completion_per_mtok), reps,
+                    UptimeOut(u.requests, u.failures, u.window_s, u.min_requests, u.ratio))
 
 
 def _usd(text: str, what: str, max_nano: int = MAX_AMOUNT_NANO) -> int:
@@ -174,6 +178,20 @@ class AdminController(Controller):
         s = _services(request)
         try:
             c = await s.clients.create_client(data.name, data.id)
+            if data.channel != "direct":
+                c = await s.clients.set_channel(c.id, data.channel)
+        except FieldError as exc:
+            raise _field_refused(exc) from None
+        return _client_out(s, c)
+
+    @post("/clients/{client_id:str}/channel", status_code=200, responses=errors(*ADMIN_BODY, 404))
+    async def set_channel(self, request: Request, client_id: FromPath[str],
+                          data: JSONBody[SetClientChannel]) -> ClientOut:
+        """How the client's requests reach us: "openrouter" (OpenRouter calls with its keys: each
+        charge from then on owes OpenRouter [openrouter] fee_pct of it) or "direct"."""
+        s = _services(request)
+        try:
+            c = await s.clients.set_channel(_client(s, client_id).id, data.channel)
         except FieldError as exc:
             raise _field_refused(exc) from None
         return _client_out(s, c)
@@ -296,7 +314,7 @@ class AdminController(Controller):
         except FieldError as exc:
             raise _field_refused(exc) from None
         return [UsageOut(r.group, r.requests, r.failed, r.prompt_tokens, r.completion_tokens, r.charged,
-                         r.host_share) for r in rows]
+                         r.host_share, r.fee) for r in rows]
 
     @get("/metrics", responses=errors(*ADMIN, 400))
     async def metrics(self, request: Request, rate_window_s: RateWindow = 600) -> MetricsOut:

@@ -54,8 +54,9 @@ class BillingAdminController(Controller):
     async def profit(self, request: Request, since_us: TimeUs = None,
                      until_us: TimeUs = None) -> list[ModelDayProfitOut]:
         """Per UTC day and model, from the ledger alone: requests and revenue (usage events), host
-        shares, GPU cost (the `gpu_cost` transfers: rented and owned GPU time, split evenly among
-        the models each host served; model null: GPU time no model used) and profit. Default:
+        shares and OpenRouter's fees, GPU cost (the `gpu_cost` transfers: rented and owned GPU time,
+        split evenly among the models each host served; model null: GPU time no model used) and
+        profit (revenue - host shares - GPU cost - fees). Default:
         today; at most 366 days. GPU time reaches the ledger a minute or two after it passed."""
         s = request.app.state.services
         now = s.clock.now_us()
@@ -67,5 +68,5 @@ class BillingAdminController(Controller):
             raise ApiError(400, f"until_us: at most {MAX_PROFIT_DAYS} days after since_us", code="invalid_value",
                            param="until_us")
         rows = await profit_by_model_and_day(s.engine, since, until)
-        return [ModelDayProfitOut(r.day, r.model, r.requests, r.revenue, r.host_shares, r.gpu_cost, r.profit)
-                for r in rows]
+        return [ModelDayProfitOut(r.day, r.model, r.requests, r.revenue, r.host_shares, r.gpu_cost, r.profit,
+                                  r.fees) for r in rows]

@@ -12,6 +12,7 @@ MEANING = {
     400: "Invalid input: `error.param` names the field, `error.message` says what is wrong with it.",
     401: "Missing or unknown bearer token.",
     402: "Not enough prepaid credit for the request's worst-case cost.",
+    403: "The token is valid, but not for this resource (another host's figures, say).",
     404: "No such resource: `error.code` says which kind (client_not_found, host_not_found...).",
     405: "Wrong method for this route.",
     409: "The request conflicts with the resource's state, or reuses an idempotency key with other content.",

@@ -1,6 +1,7 @@
 """Licence acknowledgements. The client, with its own key: GET /v1/me/licences (what it accepted and
 what it must still accept), POST /v1/me/licences/{model} (accept the model's current licence). The
-operator: PUT /admin/models/{id}/licence (whether the licence needs acknowledging), POST
+operator: GET /admin/models/{id}/licence (the terms and how many clients accepted them), PUT
+/admin/models/{id}/licence (whether the licence needs acknowledging), POST
 /admin/clients/{id}/licences/{model} (accept for a client), GET /admin/clients/{id}/licences.
 Thin handlers over backend/clients/licences.py; the router's check is there too."""
 
@@ -17,15 +18,18 @@ from backend.api.admin_api import admin_guard
 from backend.api.error_responses import ADMIN_BODY, ADMIN_ID, errors
 from backend.api.me_api import client_guard, client_key
 from backend.api.openai_schema import API_KEY
+from backend.catalogue.schema import BaseLicence
 from backend.clients.licences import CLIENT, OPERATOR, Acceptance, Licences, Terms, UnknownModel
 from backend.clients.service import ClientError
 from backend.field_errors import FieldError
 from backend.wire.errors import ApiError
 from backend.wire.licences import (
     AcceptLicence,
+    BaseLicenceOut,
     LicenceAcceptanceOut,
     LicencePolicyOut,
     LicenceTerms,
+    ModelLicenceOut,
     MyLicences,
     SetLicencePolicy,
 )
@@ -65,9 +69,21 @@ def acceptance_out(lic: Licences, a: Acceptance) -> LicenceAcceptanceOut:
     return LicenceAcceptanceOut(a.model, a.licence, a.version, a.accepted_us, a.accepted_by, lic.current(a))
 
 
+def base_out(base: BaseLicence | None) -> BaseLicenceOut | None:
+    return None if base is None else BaseLicenceOut(base.model, base.name, base.url)
+
+
 def terms_out(t: Terms) -> LicenceTerms:
     return LicenceTerms(t.model, t.licence, t.url, t.version, t.commercial_use, t.restrictions,
-                        t.attribution, t.requires_acceptance, f"POST {t.accept_path}")
+                        t.attribution, t.requires_acceptance, f"POST {t.accept_path}", t.notice, base_out(t.base))
+
+
+def model_licence_out(lic: Licences, model_id: str) -> ModelLicenceOut:
+    t = lic.terms(model_id)
+    current, older = lic.acceptance_counts(model_id)
+    return ModelLicenceOut(t.model, t.licence, t.url, t.version, t.commercial_use, t.restrictions, t.attribution,
+                           t.notice, base_out(t.base), t.requires_acceptance, t.catalogue_default, t.set_by,
+                           t.set_us, current, older)
 
 
 def my_licences(lic: Licences, client_id: str) -> MyLicences:
@@ -114,6 +130,15 @@ class LicencesAdminController(Controller):
     guards = [admin_guard]
     tags = ["licences"]
     security = [{"admin_token": []}]
+
+    @get("/models/{model_id:str}/licence", responses=errors(*ADMIN_ID))
+    async def model_licence(self, request: Request, model_id: FromPath[str]) -> ModelLicenceOut:
+        """A model's licence terms, whether clients must acknowledge them (and who decided), and how
+        many clients accepted the current version (or only an older one)."""
+        try:
+            return model_licence_out(_licences(request), model_id)
+        except UnknownModel as exc:
+            raise _model_not_found(exc) from None
 
     @put("/models/{model_id:str}/licence", status_code=200, before_request=_strict(SetLicencePolicy, optional=False),
          responses=errors(*ADMIN_BODY, 404))

@@ -4,6 +4,9 @@ Every enabled model with at least one routable replica (one the balancer could c
 up, ready, hardware-checked, not ejected); a model without one is left out, so OpenRouter never
 routes to us what we cannot serve. Each field, and where it comes from:
 - static fields (created, modalities, description, slug): the catalogue's [model.openrouter];
+- the licence: OpenRouter's schema has no field for it, so the description ends with one sentence
+  naming it, its link, the notice it asks to show ("Built with Llama") and a fine-tune's base
+  model's licence (`licence_sentence`);
 - quantization: what the engines run. Agents do not report it, so it is what provisioning launches
   (backend/fleet/engine_specs.py: the model's default quantization; bf16 becomes fp16 on GPUs older
   than compute capability 8.0); with several replicas, the least precise one, since a request may
@@ -95,9 +98,22 @@ def _model(catalogue: Catalogue, entry: ModelEntry, reps: list[Replica], fleet, 
         input_modalities=list(meta.input_modalities), output_modalities=list(meta.output_modalities),
         quantization=quant, context_length=context, max_output_length=min(entry.max_output_tokens, context),
         pricing=pricing, supported_sampling_parameters=sampling, supported_features=features,
-        description=meta.description, openrouter=OpenRouterSlug(meta.slug_for(entry.hf_id)),
+        description=f"{meta.description.rstrip()} {licence_sentence(entry)}",
+        openrouter=OpenRouterSlug(meta.slug_for(entry.hf_id)),
         datacenters=[Datacenter(c) for c in _countries(reps, settings)], is_ready=True,
         capacity_tpm=_capacity_tpm(catalogue, reps))
+
+
+def licence_sentence(entry: ModelEntry) -> str:
+    """The description's last sentence, e.g. 'Licence: Llama 3.1 Community License Agreement
+    (https://...); Built with Llama.'"""
+    lic = entry.licence
+    parts = [f"Licence: {lic.name} ({lic.url})"]
+    if lic.base is not None:
+        parts.append(f"base model {lic.base.model} under the {lic.base.name} ({lic.base.url})")
+    if lic.notice:
+        parts.append(lic.notice.rstrip("."))
+    return "; ".join(parts) + "."
 
 
 def _countries(reps: list[Replica], settings: OpenRouterSettings) -> list[str]:

@@ -112,3 +112,19 @@ class StripeGateway:
         page = await self._call("list the charge's refunds", self._v1().refunds.list_async(
             params={"charge": charge_id, "limit": 100}))
         return list(page.get("data") or [])
+
+    # ---------------------------------------------------------------- money out (host payouts)
+    async def create_transfer(self, *, amount_cents: int, destination: str, transfer_group: str,
+                              metadata: dict[str, str], idempotency_key: str) -> dict:
+        """Move money from our Stripe balance to a connected account (a host's payout)."""
+        return await self._call("transfer to the host's Stripe account", self._v1().transfers.create_async(
+            params={"amount": amount_cents, "currency": "usd", "destination": destination,
+                    "transfer_group": transfer_group, "metadata": metadata, "description": "tokenmill host payout"},
+            options={"idempotency_key": idempotency_key}))
+
+    async def transfers_in_group(self, transfer_group: str) -> list[dict]:
+        """The transfers Stripe made for one payout: how a run after a crash learns what Stripe did
+        (idempotency keys expire after a day; the transfer group does not)."""
+        page = await self._call("list the payout's transfers", self._v1().transfers.list_async(
+            params={"transfer_group": transfer_group, "limit": 10}))
+        return list(page.get("data") or [])

@@ -29,12 +29,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BaseLicence(Strict):
+    """The licence of the model a fine-tune or distillation was trained from: it binds too."""
+
+    model: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="The base model's Hugging Face id.")
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https://")
+
+
 class Licence(Strict):
     name: str = Field(min_length=1)
-    url: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https://")
     commercial_use: Literal["allowed", "restricted", "forbidden"]
     restrictions: str = Field(description="What the licence restricts, in plain words; empty if none.")
     attribution: str = Field(description="Text that must accompany the model's output or product; empty if none.")
+    # The short mark shown wherever the model is offered (the OpenRouter listing's description, /pricing):
+    # "Built with Llama". The attribution above says what else the licence asks.
+    notice: str = Field(default="", max_length=200)
+    base: BaseLicence | None = None  # fine-tunes and distillations: the base model's licence
     # Which text of the licence this is (a name like "llama3.1", or the licence's date): a client's
     # acknowledgement is of one version, and a new version needs a new one.
     version: str = Field(default="1", min_length=1, max_length=64, pattern=r"^[\w.+-]+$")

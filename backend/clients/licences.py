@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.catalogue import Catalogue, ModelEntry
+from backend.catalogue.schema import BaseLicence
 from backend.clients.service import ClientDirectory
 from backend.clients.tables import LicenceAcceptance, LicencePolicy
 from backend.field_errors import FieldError
@@ -50,6 +51,8 @@ class Terms:
     catalogue_default: bool  # what the catalogue alone would say
     set_by: str | None = None  # who overrode the catalogue ("operator"), None if nobody
     set_us: int | None = None
+    notice: str = ""  # the short mark shown where the model is offered ("Built with Llama")
+    base: BaseLicence | None = None  # a fine-tune's base model's licence, which binds too
 
     @property
     def accept_path(self) -> str:
@@ -133,7 +136,15 @@ class Licences:
         default = lic.requires_acknowledgement
         required, set_by, set_us = self._overrides.get(model_id, (default, None, None))
         return Terms(m.id, lic.name, lic.url, lic.version, lic.commercial_use, lic.restrictions, lic.attribution,
-                     required, default, set_by, set_us)
+                     required, default, set_by, set_us, lic.notice, lic.base)
+
+    def acceptance_counts(self, model_id: str) -> tuple[int, int]:
+        """(clients who accepted the model's current licence version, clients who accepted only an
+        older one and must accept again)."""
+        version = self.model(model_id).licence.version
+        current = {c for c, m, v in self._accepted if m == model_id and v == version}
+        older = {c for c, m, v in self._accepted if m == model_id and v != version} - current
+        return len(current), len(older)
 
     def needs(self, client_id: str, model_id: str) -> bool:
         version = self._required.get(model_id)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.clients.tables import ApiKey, Client
+from backend.clients.tables import CHANNELS, ApiKey, Client
 from backend.field_errors import FieldError, Taken
 from backend.ledger import chart
 from backend.ledger.service import Ledger, TransferResult
@@ -49,6 +49,7 @@ class ClientInfo:
     id: str
     name: str
     created_us: int
+    channel: str = "direct"
 
     @property
     def account(self) -> str:
@@ -65,15 +66,21 @@ class ClientDirectory:
         self._clients: dict[str, ClientInfo] = {}
         self._keys: dict[str, KeyInfo] = {}
         self._by_hash: dict[str, KeyInfo] = {}
+        # Clients not on the direct channel, for the settlement's one lookup per request.
+        self._channels: dict[str, str] = {}
 
     async def load(self) -> None:
         async with self._engine.connect() as conn:
             for r in (await conn.execute(select(Client.__table__))).mappings():
-                self._clients[r["id"]] = ClientInfo(r["id"], r["name"], r["created_us"])
+                self._clients[r["id"]] = ClientInfo(r["id"], r["name"], r["created_us"], r["channel"])
+                if r["channel"] != "direct":
+                    self._channels[r["id"]] = r["channel"]
             for r in (await conn.execute(select(ApiKey.__table__))).mappings():
                 key = KeyInfo(r["id"], r["client_id"], r["name"], r["prefix"], r["created_us"], r["revoked_us"])
                 self._keys[key.id] = key
                 self._by_hash[r["sha256"]] = key
+        for channel in set(self._channels.values()):  # a settlement never opens an account
+            await self._ledger.open_account(chart.channel_account(channel), chart.Kind.CHANNEL_PAYABLE, owner=channel)
 
     # ---------------------------------------------------------------- hot path
     def authenticate(self, secret: str) -> KeyInfo | None:
@@ -81,6 +88,10 @@ class ClientDirectory:
         if not secret.startswith(KEY_PREFIX):
             return None
         return self._by_hash.get(key_hash(secret))
+
+    def channel_of(self, client_id: str) -> str:
+        """How the client's requests reach us ("direct" or "openrouter"): one dict read."""
+        return self._channels.get(client_id, "direct")
 
     # ---------------------------------------------------------------- reads
     def client(self, client_id: str) -> ClientInfo:
@@ -145,6 +156,29 @@ class ClientDirectory:
         self._events.publish(KeyEvent(kind="key.revoked", subject=key.id,
                                       message=f"key {key.prefix}... of {key.client_id} revoked"))
         return key
+
+    async def set_channel(self, client_id: str, channel: str) -> ClientInfo:
+        """Mark how the client's requests reach us; from the next request settled on, an
+        "openrouter" client's charges owe OpenRouter its fee (what was settled before stays)."""
+        client = self.client(client_id)
+        if channel not in CHANNELS:
+            raise FieldError("channel", f"must be one of {', '.join(CHANNELS)}, got {channel!r}")
+        if channel == client.channel:
+            return client
+        if channel != "direct":
+            # Before any request can owe it: a settlement never opens an account.
+            await self._ledger.open_account(chart.channel_account(channel), chart.Kind.CHANNEL_PAYABLE, owner=channel)
+        async with self._engine.begin() as conn:
+            await conn.execute(update(Client.__table__).where(Client.__table__.c.id == client_id)
+                               .values(channel=channel))
+        before, client.channel = client.channel, channel
+        if channel == "direct":
+            self._channels.pop(client_id, None)
+        else:
+            self._channels[client_id] = channel
+        self._events.publish(ClientEvent(kind="client.channel", subject=client.id,
+                                         message=f"client {client.name}: channel {before} -> {channel}"))
+        return client
 
     async def grant_credit(self, client_id: str, amount: int, *, idempotency_key: str,
                            source: str = "grant", note: str | None = None) -> TransferResult:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Column, ForeignKey, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+CHANNELS = ("direct", "openrouter")
 
 
 class Client(SQLModel, table=True):
     __tablename__ = "client"
+    __table_args__ = (CheckConstraint("channel IN ('direct', 'openrouter')", name="ck_client_channel"),)
 
     id: str = Field(sa_column=Column(Text, primary_key=True))
     name: str = Field(sa_column=Column(Text, nullable=False))
     created_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # How its requests reach us: "direct", or "openrouter" (OpenRouter calls with this client's key:
+    # its requests owe OpenRouter's fee). Migration 0012.
+    channel: str = Field(default="direct", sa_column=Column(Text, nullable=False, server_default="direct"))
 
 
 class ApiKey(SQLModel, table=True):

@@ -20,6 +20,7 @@ class Kind(StrEnum):
     PROMOTIONS = "promotions"
     RECEIVABLE = "receivable"  # a client owes us: a refund or dispute that its balance could not cover
     PROVIDER_PAYABLE = "provider_payable"  # we owe a GPU cloud for the time its machines ran
+    CHANNEL_PAYABLE = "channel_payable"  # we owe a marketplace (OpenRouter) its fee on the traffic it brought
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ RULES: dict[str, KindRule] = {
     # A receivable is settled at most for what was owed.
     Kind.RECEIVABLE: KindRule(credit_normal=False, credit_cap=True),
     Kind.PROVIDER_PAYABLE: KindRule(credit_normal=True),
+    Kind.CHANNEL_PAYABLE: KindRule(credit_normal=True),
 }
 
 # One of each, opened when the ledger starts.
@@ -73,3 +75,7 @@ def receivable_account(client_id: str) -> str:
 
 def provider_account(provider: str) -> str:
     return f"provider:{provider}:payable"
+
+
+def channel_account(channel: str) -> str:
+    return f"channel:{channel}:payable"

@@ -63,6 +63,11 @@ _CHECKS: dict[str, str] = {
           LEFT JOIN ledger_transfer h ON h.key = u.hold_key || '/host'
          WHERE (u.host_share = 0 AND h.key IS NOT NULL)
             OR (u.host_share > 0 AND (h.key IS NULL OR h.amount <> u.host_share))""",
+    "a channel is owed exactly its fee": """
+        SELECT u.request_id FROM usage_event u
+          LEFT JOIN ledger_transfer f ON f.key = u.hold_key || '/fee'
+         WHERE (u.fee = 0 AND f.key IS NOT NULL)
+            OR (u.fee > 0 AND (f.key IS NULL OR f.amount <> u.fee))""",
 }
 
 

@@ -23,6 +23,7 @@ class UsageRow:
     completion_tokens: int
     charged: int
     host_share: int
+    fee: int = 0  # owed to the channel the requests came through (OpenRouter's fee)
 
 
 async def usage_by(engine: AsyncEngine, group_by: str, since_us: int, until_us: int) -> list[UsageRow]:
@@ -52,11 +53,12 @@ def _sums(t) -> list:
         func.coalesce(func.sum(t.c.completion_tokens), 0),
         func.coalesce(func.sum(t.c.charged), 0),
         func.coalesce(func.sum(t.c.host_share), 0),
+        func.coalesce(func.sum(t.c.fee), 0),
     ]
 
 
 def _row(group: str | None, r) -> UsageRow:
-    return UsageRow(group, int(r[1]), int(r[2] or 0), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+    return UsageRow(group, int(r[1]), int(r[2] or 0), int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]))
 
 
 CLIENT_GROUPS = ("model", "day", "key")

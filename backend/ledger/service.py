@@ -587,18 +587,22 @@ class Ledger:
         return result
 
     def settle_nowait(self, hold_key: str, *, charged: int, usage: Usage, host_share: int = 0,
-                      host_account: str | None = None) -> tuple[Settlement, asyncio.Future]:
+                      host_account: str | None = None, fee: int = 0,
+                      fee_account: str | None = None) -> tuple[Settlement, asyncio.Future]:
         """Settle a client request: post `charged` of its hold to revenue (0 voids it), pay
-        the host its share, and record the usage event, all in one transaction."""
+        the host its share, owe the channel it came through its `fee` (fees -> `fee_account`),
+        and record the usage event, all in one transaction."""
         self._check_available()
         ts = self._now_us()
-        for name, v in (("charged", charged), ("host_share", host_share)):
+        for name, v in (("charged", charged), ("host_share", host_share), ("fee", fee)):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise InvalidAmount(f"{name}: money must be an integer number of nano-USD, got {v!r}")
             if v < 0:
                 raise InvalidAmount(f"{name}: must not be negative, got {v}")
         if host_share > charged:
             raise InvalidRequest(f"host_share {host_share} exceeds the amount charged {charged}")
+        if fee > charged:
+            raise InvalidRequest(f"fee {fee} exceeds the amount charged {charged}")
         n = usage.requests
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 2**31 - 1:
             raise InvalidRequest(f"usage requests must be an integer from 1 to 2**31-1, got {usage.requests!r}")
@@ -617,13 +621,19 @@ class Ledger:
             raise InvalidRequest(f"usage status must be ok, failed or cancelled, got {usage.status!r}")
         # A failed request is not charged and its host is not paid; a cancelled one (the client
         # went away mid-stream) pays for what was delivered.
-        if usage.status == "failed" and (charged or host_share):
-            raise InvalidRequest(f"a failed request is not charged (got charged={charged}, host_share={host_share})")
+        if usage.status == "failed" and (charged or host_share or fee):
+            raise InvalidRequest(f"a failed request is not charged (got charged={charged}, host_share={host_share}, "
+                                 f"fee={fee})")
         host = None
         if host_share:
             if host_account is None:
                 raise InvalidRequest("a host_share needs the host's payable account")
             host = self.account(host_account)
+        channel = None
+        if fee:
+            if fee_account is None:
+                raise InvalidRequest("a fee needs the channel's payable account")
+            channel = self.account(fee_account)
         hold = self._holds.get(hold_key)
         if hold is None:
             raise HoldNotFound(hold_key)
@@ -636,26 +646,32 @@ class Ledger:
             _room(self._accounts[chart.GPU_COST], (self._accounts[chart.GPU_COST].debits_posted, host_share))
             _room(host, (host.credits_posted, host_share))
             self._credit_check(host, host_share)
+        if channel is not None:
+            _room(self._accounts[chart.FEES], (self._accounts[chart.FEES].debits_posted, fee))
+            _room(channel, (channel.credits_posted, fee))
         result = Settlement(hold_key, charged, hold.amount - charged, host_share)
         op = Op(result=result)
         self._resolve(op, hold, charged, "post_pending" if charged else "void_pending", ts)
         if host is not None:
             cost = self._accounts[chart.GPU_COST]
             self._apply_posted(op, f"{hold_key}/host", cost, host, host_share, "host_share", usage.request_id, ts)
+        if channel is not None:
+            self._apply_posted(op, f"{hold_key}/fee", self._accounts[chart.FEES], channel, fee, "channel_fee",
+                               usage.request_id, ts)
         op.usage.append((  # writer.USAGE_COLUMNS order
             usage.request_id, hold_key, usage.client_id, usage.key_id, usage.model, usage.host_id,
             usage.prompt_tokens, usage.completion_tokens, usage.price_prompt_per_mtok,
             usage.price_completion_per_mtok, charged, host_share, usage.status, usage.started_us,
-            usage.first_byte_us, usage.finished_us, ts, usage.requests,
+            usage.first_byte_us, usage.finished_us, ts, usage.requests, fee,
         ))
         return result, self._submit(op)
 
     async def settle(self, hold_key: str, *, charged: int, usage: Usage, host_share: int = 0,
-                     host_account: str | None = None) -> Settlement:
+                     host_account: str | None = None, fee: int = 0, fee_account: str | None = None) -> Settlement:
         if hold_key not in self._holds:
             raise await self._missing_hold(hold_key)
         result, fut = self.settle_nowait(hold_key, charged=charged, usage=usage, host_share=host_share,
-                                         host_account=host_account)
+                                         host_account=host_account, fee=fee, fee_account=fee_account)
         await fut
         return result
 

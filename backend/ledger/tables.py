@@ -114,6 +114,7 @@ class UsageEvent(SQLModel, table=True):
         ),
         CheckConstraint("host_share <= charged", name="ck_usage_host_share_within_charge"),
         CheckConstraint("requests >= 1", name="ck_usage_requests_positive"),
+        CheckConstraint("fee >= 0 AND fee <= charged", name="ck_usage_fee_within_charge"),
         # One time index only: every extra index costs each request several µs at commit.
         # Per client / model / host figures come from rollups, not from scanning events.
         Index("ix_usage_time", "created_us"),
@@ -141,6 +142,9 @@ class UsageEvent(SQLModel, table=True):
     # How many requests the row stands for: 1 from the router; a simulation settles a replica's
     # requests of an hour at one price as one row (migration 0008). Reports sum it.
     requests: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+    # What the channel the request came through keeps of its charge (OpenRouter's fee; 0 for a
+    # client of ours directly), posted fees -> the channel's payable in the same transaction (0012).
+    fee: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
 # Tables whose rows the database itself refuses to change or delete (migration 0001 adds the

@@ -41,7 +41,8 @@ TRANSFER_COLUMNS = ("key", "kind", "debit_account_id", "credit_account_id", "amo
                     "code", "ref", "expires_us", "created_us")
 USAGE_COLUMNS = ("request_id", "hold_key", "client_id", "key_id", "model", "host_id", "prompt_tokens",
                  "completion_tokens", "price_prompt_per_mtok", "price_completion_per_mtok", "charged",
-                 "host_share", "status", "started_us", "first_byte_us", "finished_us", "created_us", "requests")
+                 "host_share", "status", "started_us", "first_byte_us", "finished_us", "created_us", "requests",
+                 "fee")
 OPEN_HOLD_COLUMNS = ("key", "expires_us")
 DELTA_COLUMNS = ("dp", "cp", "dq", "cq", "a")
 

@@ -1,5 +1,5 @@
-"""Profit per model and UTC day, from the ledger alone: revenue and host shares from the usage
-events (written in the same transaction as their transfers), GPU cost from the `gpu_cost`
+"""Profit per model and UTC day, from the ledger alone: revenue, host shares and channel fees
+(OpenRouter's) from the usage events (written in the same transaction as their transfers), GPU cost from the `gpu_cost`
 transfers (gpu_cost_ledger.py), split among the models their ref names.
 
 A host's period that served several models is split evenly among them (the first, in name order,
@@ -26,10 +26,11 @@ class ModelDay:
     revenue: int = 0  # nano-USD charged to clients
     host_shares: int = 0  # nano-USD owed to community hosts for those requests
     gpu_cost: int = 0  # nano-USD of rented and owned GPU time
+    fees: int = 0  # nano-USD owed to the channel requests came through (OpenRouter's fee)
 
     @property
     def profit(self) -> int:
-        return self.revenue - self.host_shares - self.gpu_cost
+        return self.revenue - self.host_shares - self.gpu_cost - self.fees
 
 
 def day_of(us: int) -> str:
@@ -50,7 +51,8 @@ async def profit_by_model_and_day(engine: AsyncEngine, since_us: int, until_us: 
     that began then. Sorted by day, then model (None last)."""
     u, t = UsageEvent.__table__, LedgerTransfer.__table__
     day = (u.c.created_us - u.c.created_us % DAY_US).label("day")
-    usage = (select(day, u.c.model, func.sum(u.c.requests), func.sum(u.c.charged), func.sum(u.c.host_share))
+    usage = (select(day, u.c.model, func.sum(u.c.requests), func.sum(u.c.charged), func.sum(u.c.host_share),
+                    func.sum(u.c.fee))
              .where(u.c.created_us >= since_us, u.c.created_us < until_us)
              .group_by(day, u.c.model))
     low, high = key_range(since_us, until_us)
@@ -61,11 +63,12 @@ async def profit_by_model_and_day(engine: AsyncEngine, since_us: int, until_us: 
         return rows.setdefault((d, model), ModelDay(d, model))
 
     async with engine.connect() as conn:
-        for d, model, requests, charged, shares in (await conn.execute(usage)).all():
+        for d, model, requests, charged, shares, fees in (await conn.execute(usage)).all():
             r = row(day_of(int(d)), model)
             r.requests += int(requests or 0)
             r.revenue += int(charged or 0)
             r.host_shares += int(shares or 0)
+            r.fees += int(fees or 0)
         for key, amount, ref in (await conn.execute(gpu)).all():
             start, _, _ = parse_key(key)
             for model, part in split(amount, ref_models(ref)):

@@ -44,6 +44,7 @@ class Counts:
     completion_tokens: int = 0
     revenue: int = 0  # nano-USD charged to clients
     payouts: int = 0  # nano-USD owed to community hosts
+    fees: int = 0  # nano-USD owed to the channel a request came through (OpenRouter's fee)
     busy_us: int = 0  # sum of request durations: busy_us / window = mean concurrency
     latency: dict[int, int] = field(default_factory=dict)  # histogram bucket -> count
     ttft: dict[int, int] = field(default_factory=dict)
@@ -57,6 +58,7 @@ class Counts:
         self.completion_tokens += other.completion_tokens
         self.revenue += other.revenue
         self.payouts += other.payouts
+        self.fees += other.fees
         self.busy_us += other.busy_us
         for src, dst in ((other.latency, self.latency), (other.ttft, self.ttft)):
             for b, n in src.items():
@@ -90,7 +92,7 @@ class LiveMetrics:
 
     def record(self, *, model: str, status: str, prompt_tokens: int, completion_tokens: int, charged: int,
                host_share: int, started_us: int, first_byte_us: int | None, finished_us: int,
-               requests: int = 1) -> None:
+               requests: int = 1, fee: int = 0) -> None:
         """`status`: the usage event's ("ok", "failed", "cancelled"), or "rejected": the engine
         refused the request as the client's error (its usage event says "failed"). `requests`: how
         many requests the figures sum (a simulation's batch), each taking the same time."""
@@ -111,6 +113,7 @@ class LiveMetrics:
         c.completion_tokens += completion_tokens
         c.revenue += charged
         c.payouts += host_share
+        c.fees += fee
         took = max(finished_us - started_us, 0)
         c.busy_us += took * requests
         if status == "ok":  # a failure's latency is the timeout's, not the service's

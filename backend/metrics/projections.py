@@ -2,7 +2,7 @@
 each served model's break-even utilization on its current hosts, progress against the daily
 profit target. What GET /admin/projections answers and the console's overview shows.
 
-So far: revenue and host payouts are the ledger's usage events (`usage_by`, the same query as the
+So far: revenue, host payouts and OpenRouter's fees are the ledger's usage events (`usage_by`, the same query as the
 admin API's usage report and the overview's "today"), GPU cost is the GPU cost meter's; so the
 projections agree with the ledger to the nano-dollar.
 
@@ -53,13 +53,14 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 class Sums:
     revenue: int = 0
     payouts: int = 0
+    fees: int = 0  # OpenRouter's, on the traffic it brought
 
     def __add__(self, other: Sums) -> Sums:
-        return Sums(self.revenue + other.revenue, self.payouts + other.payouts)
+        return Sums(self.revenue + other.revenue, self.payouts + other.payouts, self.fees + other.fees)
 
 
 def sums(rows: list[UsageRow]) -> Sums:
-    return Sums(sum(r.charged for r in rows), sum(r.host_share for r in rows))
+    return Sums(sum(r.charged for r in rows), sum(r.host_share for r in rows), sum(r.fee for r in rows))
 
 
 def _us(when: dt.datetime) -> int:
@@ -104,7 +105,7 @@ class Projections:
         day = _period("day", day_start, day_start + DAY_US, now, today, cost_today, "last_hour", hour_since,
                       HOUR_US, project(today.revenue, hour.revenue, hour_us, day_left),
                       project(today.payouts, hour.payouts, hour_us, day_left),
-                      cost_today + rate_now * day_left // HOUR_US)
+                      cost_today + rate_now * day_left // HOUR_US, project(today.fees, hour.fees, hour_us, day_left))
 
         # The month: its average so far, all three.
         month_start, month_end = month_bounds(now)
@@ -115,7 +116,8 @@ class Projections:
         month_out = _period("month", month_start, month_end, now, month, cost_month, "period_average", month_since,
                             now - month_start, project(month.revenue, month.revenue, seen_us, month_left),
                             project(month.payouts, month.payouts, seen_us, month_left),
-                            project(cost_month, cost_month, seen_us, month_left))
+                            project(cost_month, cost_month, seen_us, month_left),
+                            project(month.fees, month.fees, seen_us, month_left))
 
         progress = projected = None
         if target_nano > 0:
@@ -211,14 +213,15 @@ def _mix(row: UsageRow | None) -> tuple[float, float, str]:
 
 
 def _period(period, since: int, until: int, now: int, so_far: Sums, cost: int, basis, rate_since: int,
-            window_us: int, revenue: int, payouts: int, gpu_cost: int) -> PeriodProjectionOut:
+            window_us: int, revenue: int, payouts: int, gpu_cost: int, fees: int) -> PeriodProjectionOut:
     return PeriodProjectionOut(
         period=period, since_us=since, until_us=until, now_us=now, revenue_nano=so_far.revenue,
-        payouts_nano=so_far.payouts, gpu_cost_nano=cost, profit_nano=so_far.revenue - so_far.payouts - cost,
+        payouts_nano=so_far.payouts, gpu_cost_nano=cost,
+        profit_nano=so_far.revenue - so_far.payouts - so_far.fees - cost,
         projected_revenue_nano=revenue, projected_payouts_nano=payouts, projected_gpu_cost_nano=gpu_cost,
-        projected_profit_nano=revenue - payouts - gpu_cost, basis=basis, rate_since_us=rate_since,
+        projected_profit_nano=revenue - payouts - fees - gpu_cost, basis=basis, rate_since_us=rate_since,
         rate_window_s=window_us / 1_000_000, observed_s=(now - rate_since) / 1_000_000,
-        left_s=(until - now) / 1_000_000)
+        left_s=(until - now) / 1_000_000, fees_nano=so_far.fees, projected_fees_nano=fees)
 
 
 def measured_capacity(catalogue: Catalogue, r: Replica) -> tuple[Capacity | None, str]:

@@ -57,7 +57,8 @@ class MetricsReport:
         c = Counts(requests=sum(r.requests for r in rows), failed=sum(r.failed for r in rows),
                    prompt_tokens=sum(r.prompt_tokens for r in rows),
                    completion_tokens=sum(r.completion_tokens for r in rows),
-                   revenue=sum(r.charged for r in rows), payouts=sum(r.host_share for r in rows))
+                   revenue=sum(r.charged for r in rows), payouts=sum(r.host_share for r in rows),
+                   fees=sum(r.fee for r in rows))
         w = _window(c, since, now, sum((await self.meter.cost(since, now)).values()))
         w.observed_s = (now - since) / 1_000_000  # the ledger holds the whole day, whoever was running
         # Latency histograms are kept for the last hour only; a day's would be a guess after a restart.
@@ -91,7 +92,8 @@ class MetricsReport:
             client_errors=[c.client_errors for _, c in minutes],
             tokens=[c.tokens for _, c in minutes], revenue_nano=[c.revenue for _, c in minutes],
             payouts_nano=[c.payouts for _, c in minutes], gpu_cost_nano=gpu,
-            profit_nano=[c.revenue - c.payouts - g for (_, c), g in zip(minutes, gpu, strict=True)],
+            profit_nano=[c.revenue - c.payouts - c.fees - g for (_, c), g in zip(minutes, gpu, strict=True)],
+            fees_nano=[c.fees for _, c in minutes],
             latency_p50_ms=[percentile_ms(c.latency, 0.5) for _, c in minutes],
             ttft_p50_ms=[percentile_ms(c.ttft, 0.5) for _, c in minutes])
 
@@ -105,7 +107,8 @@ class MetricsReport:
         gpu_per_h = sum(rates.get(h, 0) // len(ms) for h, ms in shares.items() if model in ms)
         revenue_per_h = int(c.revenue * 3600 / seconds)
         payouts_per_h = int(c.payouts * 3600 / seconds)
-        profit_per_h = revenue_per_h - payouts_per_h - gpu_per_h
+        fees_per_h = int(c.fees * 3600 / seconds)
+        profit_per_h = revenue_per_h - payouts_per_h - fees_per_h - gpu_per_h
         return ModelRatesOut(
             model=model, window_s=window_s, requests_per_s=round(c.requests / seconds, 3),
             tokens_per_s=round(c.tokens / seconds, 1), in_flight=sum(r.outstanding for r in replicas),
@@ -113,11 +116,12 @@ class MetricsReport:
             revenue_per_h_nano=revenue_per_h, payouts_per_h_nano=payouts_per_h, gpu_cost_per_h_nano=gpu_per_h,
             profit_per_h_nano=profit_per_h,
             margin_bps=profit_per_h * 10_000 // revenue_per_h if revenue_per_h > 0 else None,
-            latency_p50_ms=percentile_ms(c.latency, 0.5), ttft_p50_ms=percentile_ms(c.ttft, 0.5))
+            latency_p50_ms=percentile_ms(c.latency, 0.5), ttft_p50_ms=percentile_ms(c.ttft, 0.5),
+            fees_per_h_nano=fees_per_h)
 
 
 def _window(c: Counts, since: int, until: int, gpu_cost: int) -> WindowOut:
     return WindowOut(since, until, c.requests, c.failed, c.prompt_tokens, c.completion_tokens, c.revenue, c.payouts,
-                     gpu_cost, c.revenue - c.payouts - gpu_cost,
+                     gpu_cost, c.revenue - c.payouts - c.fees - gpu_cost,
                      percentile_ms(c.latency, 0.5), percentile_ms(c.latency, 0.99),
-                     percentile_ms(c.ttft, 0.5), percentile_ms(c.ttft, 0.99))
+                     percentile_ms(c.ttft, 0.5), percentile_ms(c.ttft, 0.99), fees_nano=c.fees)

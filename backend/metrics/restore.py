@@ -19,13 +19,14 @@ async def restore(engine: AsyncEngine, metrics: LiveMetrics, now_us: int) -> int
     t = UsageEvent.__table__
     since = (now_us // MINUTE_US - KEEP_MINUTES + 1) * MINUTE_US
     q = (select(t.c.model, t.c.status, t.c.prompt_tokens, t.c.completion_tokens, t.c.charged, t.c.host_share,
-                t.c.started_us, t.c.first_byte_us, t.c.finished_us, t.c.requests)
+                t.c.started_us, t.c.first_byte_us, t.c.finished_us, t.c.requests, t.c.fee)
          .where(t.c.created_us >= since).order_by(t.c.created_us.desc()).limit(MAX_REPLAYED))
     n = 0
     async with engine.connect() as conn:
         result = await conn.stream(q)
         async for r in result:
             metrics.record(model=r[0], status=r[1], prompt_tokens=r[2], completion_tokens=r[3], charged=r[4],
-                           host_share=r[5], started_us=r[6], first_byte_us=r[7], finished_us=r[8], requests=r[9])
+                           host_share=r[5], started_us=r[6], first_byte_us=r[7], finished_us=r[8], requests=r[9],
+                           fee=r[10])
             n += 1
     return n

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -24,8 +24,9 @@ from backend.fleet.registry import Fleet, Replica
 from backend.ledger import chart
 from backend.ledger.errors import InsufficientFunds, LedgerError
 from backend.ledger.service import Ledger, Usage
-from backend.ledger.settlement_policy import host_share
+from backend.ledger.settlement_policy import channel_fee, host_share
 from backend.metrics.live import LiveMetrics
+from backend.metrics.uptime import UptimeWindow
 from backend.money import format_usd
 from backend.pricing.quote import Pricer, Quote
 from backend.routing import validation
@@ -84,9 +85,14 @@ class Call:
 class Proxy:
     def __init__(self, *, ledger: Ledger, clients: ClientDirectory, fleet: Fleet, models: ModelBook,
                  pricer: Pricer, events: EventBus, limiter: RateLimiter, max_body_bytes: int,
-                 forwarder: Forwarder, metrics: LiveMetrics | None = None, licences: Licences | None = None) -> None:
+                 forwarder: Forwarder, metrics: LiveMetrics | None = None, licences: Licences | None = None,
+                 channel_fees: Mapping[str, int] | None = None, uptime: UptimeWindow | None = None) -> None:
         self.ledger, self.clients, self.fleet, self.models = ledger, clients, fleet, models
         self.metrics = metrics or LiveMetrics()
+        # Channel (a client's: ClientDirectory.channel_of) -> (its fee in millionths of a charge, the
+        # payable it is owed on): what a request through OpenRouter owes it, read once per settlement.
+        self.channel_fees = {ch: (ppm, chart.channel_account(ch)) for ch, ppm in (channel_fees or {}).items() if ppm}
+        self.uptime = uptime or UptimeWindow()  # each model's, as OpenRouter counts it
         self.pricer, self.events, self.limiter = pricer, events, limiter
         self.max_body_bytes = max_body_bytes
         self.forwarder = forwarder  # started and closed by its owner (Services)
@@ -127,6 +133,18 @@ class Proxy:
                            headers={"Retry-After": str(after)})
         req = self._parse(body, kind)  # the body's size was checked as it was read
         model = self.models.get(req.model)
+        try:
+            reply = await self._handle_model(kind, key, body, req, model, started, request_id)
+        except ApiError as exc:
+            if model is not None:  # only catalogue ids: the uptime's memory stays bounded
+                self.uptime.answered(model.id, exc.status, self._now_us())
+            raise
+        if model is not None and reply.stream is None:  # a stream is counted where it ends (_relay)
+            self.uptime.answered(model.id, reply.status, self._now_us())
+        return reply
+
+    async def _handle_model(self, kind: str, key: KeyInfo, body: bytes, req: ClientRequest, model,
+                            started: int, request_id: str | None) -> Reply:
         if model is not None and not self.fleet.replicas(req.model) and self.fleet.recently_served(req.model):
             raise ApiError(429, f"No capacity for '{model.id}' right now (its hosts are restarting); retry shortly.",
                            code="no_capacity", headers={"Retry-After": "5"})
@@ -257,11 +275,13 @@ class Proxy:
                 cut = f"the engine connection broke ({type(exc).__name__})"
             if cut is None:
                 outcome = "ok" if usage is not None else "failed"
+                self.uptime.record(call.model, False, self._now_us())  # the client saw a whole answer
                 self.fleet.succeeded(rep)
                 await self._settle(call, rep, usage, status=outcome)
                 yield b"data: [DONE]\n\n"
             else:
                 outcome = "failed"
+                self.uptime.record(call.model, True, self._now_us())  # broke after the first byte
                 self.fleet.failed(rep, cut)
                 self._settle(call, rep, None, status="failed")
                 msg = f"{call.model}: {cut} after {delivered} chunks; this request is not charged."
@@ -286,6 +306,10 @@ class Proxy:
         charged = min(call.quote.cost(prompt, completion), call.held) if status != "failed" else 0
         host = rep.host if rep is not None else None
         share = host_share(charged, host.payout_share_bps) if host is not None else 0
+        fee, fee_account = 0, None
+        terms = self.channel_fees.get(self.clients.channel_of(call.key.client_id)) if charged else None
+        if terms is not None:
+            fee, fee_account = channel_fee(charged, terms[0]), terms[1]
         record = Usage(request_id=call.request_id, client_id=call.key.client_id, key_id=call.key.id,
                        model=call.model, host_id=host.id if host else None, prompt_tokens=prompt,
                        completion_tokens=completion, price_prompt_per_mtok=call.quote.prompt_per_mtok,
@@ -293,9 +317,10 @@ class Proxy:
                        first_byte_us=call.first_byte_us, finished_us=self._now_us(), status=status)
         try:
             _, fut = self.ledger.settle_nowait(call.request_id, charged=charged, usage=record, host_share=share,
-                                               host_account=host.payable_account if share else None)
+                                               host_account=host.payable_account if share else None, fee=fee,
+                                               fee_account=fee_account if fee else None)
             self.metrics.record(model=call.model, status="rejected" if rejected else status, prompt_tokens=prompt,
-                                completion_tokens=completion, charged=charged, host_share=share,
+                                completion_tokens=completion, charged=charged, host_share=share, fee=fee,
                                 started_us=call.started_us, first_byte_us=call.first_byte_us,
                                 finished_us=record.finished_us)
         except LedgerError as exc:

@@ -34,9 +34,20 @@ AmountUsd = usd_text(MAX_AMOUNT_NANO)  # a grant or payment
 PriceUsd = usd_text(MAX_PRICE_NANO)  # a price per million tokens, a host's cost per hour
 
 
+# How a client's requests reach us: directly, or through OpenRouter (which keeps its fee of each charge).
+Channel = Annotated[Literal["direct", "openrouter"], msgspec.Meta(
+    description='"direct", or "openrouter": OpenRouter calls with this client\'s keys and keeps [openrouter] '
+                'fee_pct of each charge')]
+
+
 class CreateClient(msgspec.Struct, forbid_unknown_fields=True):
     name: NonBlank
     id: str | None = None
+    channel: Channel = "direct"
+
+
+class SetClientChannel(msgspec.Struct, forbid_unknown_fields=True):
+    channel: Channel
 
 
 class ClientOut(msgspec.Struct):
@@ -48,6 +59,7 @@ class ClientOut(msgspec.Struct):
     balance_usd: str
     keys: int
     active_keys: int
+    channel: str = "direct"  # "direct" or "openrouter"
 
 
 class GrantCredit(msgspec.Struct, forbid_unknown_fields=True):
@@ -108,6 +120,19 @@ class ModelOut(msgspec.Struct):
     price_prompt_usd: str
     price_completion_usd: str
     replicas: list[ReplicaOut]
+    uptime: UptimeOut | None = None
+
+
+class UptimeOut(msgspec.Struct):
+    """A model's uptime as OpenRouter counts it, over the last `window_s`: failures are 5xx answers
+    and streams broken after their first byte; 4xx answers (400, 413, 429...) are not counted.
+    `ratio` (0..1) is None below `min_requests` requests, as OpenRouter shows none then."""
+
+    requests: int
+    failures: int
+    window_s: int
+    min_requests: int
+    ratio: float | None
 
 
 class EnrollHost(msgspec.Struct, forbid_unknown_fields=True):
@@ -148,6 +173,7 @@ class UsageOut(msgspec.Struct):
     completion_tokens: int
     charged_nano: int
     host_share_nano: int
+    fee_nano: int = 0  # owed to the channel the requests came through (OpenRouter's fee)
 
 
 class EventOut(msgspec.Struct):
@@ -213,6 +239,8 @@ class WindowOut(msgspec.Struct):
     # Requests refused as the client's error (4xx), not in `requests` nor `failed` (the service's
     # errors); None for "today", which the ledger cannot tell (refusals before metering leave no row).
     client_errors: int | None = None
+    # Owed to the channels requests came through (OpenRouter's fee); profit is net of it.
+    fees_nano: int = 0
 
 
 class SeriesOut(msgspec.Struct):
@@ -233,6 +261,7 @@ class SeriesOut(msgspec.Struct):
     ttft_p50_ms: list[float | None]
     observed_from: int = 0
     client_errors: list[int] = []  # per minute, as `failed` is for the service's errors
+    fees_nano: list[int] = []  # per minute: OpenRouter's fee (profit is net of it)
 
 
 class ModelRatesOut(msgspec.Struct):
@@ -253,6 +282,7 @@ class ModelRatesOut(msgspec.Struct):
     margin_bps: int | None  # profit / revenue in basis points; None without revenue
     latency_p50_ms: float | None
     ttft_p50_ms: float | None
+    fees_per_h_nano: int = 0  # OpenRouter's fee on the traffic it brought (profit is net of it)
 
 
 class MetricsOut(msgspec.Struct):

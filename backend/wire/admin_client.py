@@ -31,6 +31,7 @@ from backend.wire.admin import (
     MetricsOut,
     ModelMetricsOut,
     ModelOut,
+    SetClientChannel,
     StatusOut,
     UsageOut,
 )
@@ -38,6 +39,8 @@ from backend.wire.autoscaler import AutoscalerOut, ModelScalingOut, SetModelScal
 from backend.wire.billing_admin import BillingOut, ModelDayProfitOut, PaymentRowOut
 from backend.wire.errors import Envelope
 from backend.wire.invoices import InvoiceOut, InvoiceSummaryOut, InvoicingRunOut
+from backend.wire.licences import LicenceAcceptanceOut, LicencePolicyOut, ModelLicenceOut, MyLicences, SetLicencePolicy
+from backend.wire.payouts import HostPayoutOut, MarkPaid, PayoutOut, PayoutRunOut, SetPayoutSettings
 from backend.wire.pricing import ModelPricingOut, PriceHistoryOut, PricingOut, SetModelPricing
 from backend.wire.projections import ProjectionsOut
 from backend.wire.provision import ConfirmHostKey, HostKeyOut, JobOut, OffersOut, ProvisionRequest, RunOut
@@ -107,8 +110,12 @@ class AdminClient:
     async def clients(self) -> list[ClientOut]:
         return await self._call("GET", "/clients", list[ClientOut])
 
-    async def create_client(self, name: str) -> ClientOut:
-        return await self._call("POST", "/clients", ClientOut, body=CreateClient(name=name))
+    async def create_client(self, name: str, channel: Literal["direct", "openrouter"] = "direct") -> ClientOut:
+        return await self._call("POST", "/clients", ClientOut, body=CreateClient(name=name, channel=channel))
+
+    async def set_client_channel(self, client_id: str, channel: Literal["direct", "openrouter"]) -> ClientOut:
+        return await self._call("POST", f"/clients/{client_id}/channel", ClientOut,
+                                body=SetClientChannel(channel=channel))
 
     async def grant_credit(self, client_id: str, amount_usd: str, idempotency_key: str,
                            source: Literal["grant", "payment"] = "grant") -> CreditOut:
@@ -133,6 +140,24 @@ class AdminClient:
 
     async def hosts(self) -> list[HostOut]:
         return await self._call("GET", "/hosts", list[HostOut])
+
+    # ------------------------------------------------------------------ licences
+    async def model_licence(self, model_id: str) -> ModelLicenceOut:
+        """The model's licence, whether clients must acknowledge it, and how many have."""
+        return await self._call("GET", f"/models/{model_id}/licence", ModelLicenceOut)
+
+    async def set_licence_policy(self, model_id: str, requires_acceptance: bool) -> LicencePolicyOut:
+        """Whether clients must acknowledge the model's licence before using it (the operator's word)."""
+        return await self._call("PUT", f"/models/{model_id}/licence", LicencePolicyOut,
+                                body=SetLicencePolicy(requires_acceptance=requires_acceptance))
+
+    async def client_licences(self, client_id: str) -> MyLicences:
+        """The licences a client accepted (oldest first) and those it must still accept."""
+        return await self._call("GET", f"/clients/{client_id}/licences", MyLicences)
+
+    async def accept_licence_for(self, client_id: str, model_id: str) -> LicenceAcceptanceOut:
+        """Accept the model's current licence on the client's behalf (recorded as by the operator)."""
+        return await self._call("POST", f"/clients/{client_id}/licences/{model_id}", LicenceAcceptanceOut)
 
     # ------------------------------------------------------------------ pricing and autoscaling
     async def pricing(self) -> PricingOut:
@@ -299,6 +324,26 @@ class AdminClient:
         if r.status_code >= 400:
             raise _admin_error(r)
         return r.content
+
+    # ------------------------------------------------------------------ host payouts
+    async def payouts(self, host_id: str | None = None, state: str | None = None,
+                      limit: int = 100) -> list[PayoutOut]:
+        params: dict[str, Any] = {"limit": limit} | {k: v for k, v in (("host_id", host_id), ("state", state)) if v}
+        return await self._call("GET", "/payouts", list[PayoutOut], params=params)
+
+    async def run_payouts(self, host_id: str | None = None, ignore_threshold: bool = False) -> PayoutRunOut:
+        params: dict[str, Any] = ({"host_id": host_id} if host_id else {}) | \
+            ({"ignore_threshold": "true"} if ignore_threshold else {})
+        return await self._call("POST", "/payouts/run", PayoutRunOut, params=params)
+
+    async def mark_payout_paid(self, payout_id: str, reference: str) -> PayoutOut:
+        return await self._call("POST", f"/payouts/{payout_id}/mark-paid", PayoutOut, body=MarkPaid(reference))
+
+    async def host_payout(self, host_id: str) -> HostPayoutOut:
+        return await self._call("GET", f"/hosts/{host_id}/payout", HostPayoutOut)
+
+    async def set_host_payout(self, host_id: str, change: SetPayoutSettings) -> HostPayoutOut:
+        return await self._call("PUT", f"/hosts/{host_id}/payout", HostPayoutOut, body=change)
 
 
 class BlockingAdminClient:

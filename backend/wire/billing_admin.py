@@ -105,4 +105,5 @@ class ModelDayProfitOut(msgspec.Struct):
     revenue_nano: int
     host_shares_nano: int
     gpu_cost_nano: int
-    profit_nano: int
+    profit_nano: int  # revenue - host shares - GPU cost - fees
+    fees_nano: int = 0  # owed to the channel requests came through (OpenRouter's fee)

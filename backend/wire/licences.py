@@ -18,6 +18,14 @@ class AcceptLicence(msgspec.Struct, forbid_unknown_fields=True):
     version: Version | None = None
 
 
+class BaseLicenceOut(msgspec.Struct):
+    """The licence of the model a fine-tune or distillation was trained from (it binds too)."""
+
+    model: str  # the base model's Hugging Face id
+    licence: str
+    url: str
+
+
 class LicenceTerms(msgspec.Struct):
     """A model's licence as a client must accept it."""
 
@@ -30,6 +38,8 @@ class LicenceTerms(msgspec.Struct):
     attribution: str
     requires_acceptance: bool
     accept: str  # the request that accepts it: "POST /v1/me/licences/{model}"
+    notice: str = ""  # the short mark to show with the model ("Built with Llama"); "" if none
+    base: BaseLicenceOut | None = None  # fine-tunes: the base model's licence
 
 
 class LicenceAcceptanceOut(msgspec.Struct):
@@ -67,3 +77,24 @@ class LicencePolicyOut(msgspec.Struct):
     catalogue_default: bool  # what the catalogue alone says (restricted use or attribution: true)
     set_by: str | None  # "operator" once overridden, null while the catalogue decides
     set_us: int | None
+
+
+class ModelLicenceOut(msgspec.Struct):
+    """GET /admin/models/{id}/licence: a model's licence, whether clients must acknowledge it (and
+    who decided), and how many clients have."""
+
+    model: str
+    licence: str
+    url: str
+    version: str
+    commercial_use: Literal["allowed", "restricted", "forbidden"]
+    restrictions: str
+    attribution: str
+    notice: str
+    base: BaseLicenceOut | None
+    requires_acceptance: bool
+    catalogue_default: bool
+    set_by: str | None  # "operator" once overridden, null while the catalogue decides
+    set_us: int | None
+    accepted_current: int  # clients that accepted this version (themselves or by the operator)
+    accepted_older_only: int  # clients that accepted an older version only: they must accept again

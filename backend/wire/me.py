@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.money import NANO_PER_USD
+from backend.wire.licences import BaseLicenceOut
 
 
 def usd(nano: int) -> str:
@@ -132,9 +133,15 @@ class UsageReport(msgspec.Struct):
 class SheetLicence(msgspec.Struct):
     name: str
     url: str
+    version: str  # the text a client acknowledges; a new version needs a new acknowledgement
     commercial_use: Literal["allowed", "restricted", "forbidden"]
     restrictions: str  # in plain words; "" if none
     attribution: str  # what must accompany the output or product; "" if none
+    notice: str  # the short mark shown with the model ("Built with Llama"); "" if none
+    base: BaseLicenceOut | None  # fine-tunes: the base model's licence, which binds too
+    # Whether a client must accept it (POST /v1/me/licences/{model}) before its first request:
+    # the catalogue's word unless the operator said otherwise.
+    requires_acceptance: bool
 
 
 class SheetModel(msgspec.Struct):

@@ -28,7 +28,7 @@ class PeriodProjectionOut(msgspec.Struct):
     revenue_nano: int  # so far: charged to clients (the ledger's usage events)
     payouts_nano: int  # so far: owed to community hosts (their share of those charges)
     gpu_cost_nano: int  # so far: the GPU cost meter (hosts' connected time at their rate)
-    profit_nano: int  # revenue - payouts - GPU cost
+    profit_nano: int  # revenue - payouts - GPU cost - fees
     projected_revenue_nano: int
     projected_payouts_nano: int
     projected_gpu_cost_nano: int
@@ -38,6 +38,8 @@ class PeriodProjectionOut(msgspec.Struct):
     rate_window_s: float  # the window the basis asks for (an hour; the month so far)
     observed_s: float  # seconds of it observed: what the rate rests on
     left_s: float  # seconds left in the period
+    fees_nano: int = 0  # so far: owed to OpenRouter on the traffic it brought (its fee)
+    projected_fees_nano: int = 0  # on the revenue's basis
 
 
 class ModelBreakEvenOut(msgspec.Struct):

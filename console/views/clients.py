@@ -1,6 +1,10 @@
-"""Clients and their keys. The upper table lists clients; the lower one the keys of the client
-under the cursor (Enter drills into it, Esc goes back). `n` issues a key (its secret is shown
-once), `k` revokes one, `g` grants credit, `c` creates a client; all confirmed."""
+"""Clients and their keys. The upper table lists clients; below it, the keys of the client under
+the cursor and its model licences: those it must still accept (NEEDED) and the versions it accepted,
+by itself or by the operator (Enter drills into its keys, Esc goes back). `n` issues a key (its
+secret is shown once), `k` revokes one, `g` grants credit, `c` creates a client, `l` accepts a
+model's licence for the client (picked from those it still needs), `o` switches the client between
+the direct and the OpenRouter channel (OpenRouter calls with its keys and keeps its fee of each
+charge); all confirmed."""
 
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from backend.wire.admin import KeyOut
+from backend.wire.licences import MyLicences
+from console.client import AdminError
+from console.licence_detail import client_licence_rows, pick_label
 from console.money import parse_amount, usd
 from console.views.base import TableView, fill_table
 from console.widgets.pick import PickScreen
@@ -34,21 +41,25 @@ def _date(us: int | None) -> str:
 
 class ClientsView(TableView):
     view_name = "clients"
-    columns = ("client", "name", "balance", "available", "spent today", "requests today", "keys")
+    columns = ("client", "name", "channel", "balance", "available", "spent today", "requests today", "keys")
     DEFAULT_CSS = """
     ClientsView #table { height: 2fr; }
     ClientsView #keys { height: 1fr; }
-    ClientsView #keys-title { height: 1; padding: 0 1; background: $panel; }
+    ClientsView #keys-title, ClientsView #licences-title { height: 1; padding: 0 1; background: $panel; }
+    ClientsView #licences { height: 1fr; }
     """
     BINDINGS = [Binding("n", "issue_key", "New key"), Binding("k", "revoke_key", "Revoke key"),
-                Binding("g", "grant", "Grant credit"), Binding("c", "create", "New client")]
-    writes = frozenset({"issue_key", "revoke_key", "grant", "create"})
+                Binding("g", "grant", "Grant credit"), Binding("c", "create", "New client"),
+                Binding("l", "accept_licence", "Accept licence"), Binding("o", "channel", "Channel")]
+    writes = frozenset({"issue_key", "revoke_key", "grant", "create", "accept_licence", "channel"})
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.names: dict[str, str] = {}
+        self.channels: dict[str, str] = {}
         self.keys: list[KeyOut] = []
         self._keys_for: str | None = None  # the client whose keys the lower table shows
+        self.licences: MyLicences | None = None  # that client's; None: none selected, or an older backend
 
     def compose(self) -> ComposeResult:
         yield self.make_table()
@@ -56,15 +67,20 @@ class ClientsView(TableView):
         keys = Table(id="keys", cursor_type="row")
         keys.add_columns("key", "name", "prefix", "created (UTC)", "revoked (UTC)")
         yield keys
+        yield Static("licences", id="licences-title", markup=False)
+        licences = Table(id="licences", cursor_type="row")
+        licences.add_columns("model", "licence", "version", "state", "accepted (UTC)", "by")
+        yield licences
 
     async def refresh_data(self) -> None:
         clients = await self.tm.api.clients()
         today = {u.group: u for u in await self.tm.api.usage("client", self.tm.start_of_day_us(), None)}
         self.names = {c.id: c.name for c in clients}
+        self.channels = {c.id: c.channel for c in clients}
         rows = []
         for c in sorted(clients, key=lambda c: c.name):
             u = today.get(c.id)
-            rows.append((c.id, (c.id, c.name, usd(c.balance_nano), usd(c.available_nano),
+            rows.append((c.id, (c.id, c.name, c.channel, usd(c.balance_nano), usd(c.available_nano),
                                 usd(u.charged_nano if u else 0), f"{u.requests if u else 0:,}",
                                 f"{c.active_keys}/{c.keys}")))
         self.set_rows(rows)
@@ -79,6 +95,22 @@ class ClientsView(TableView):
         fill_table(self.query_one("#keys", Table),
                    [(k.id, (k.id, k.name or "-", k.prefix + "…", _date(k.created_us), _date(k.revoked_us)))
                     for k in self.keys])
+        await self._load_licences(client_id)
+
+    async def _load_licences(self, client_id: str | None) -> None:
+        try:
+            self.licences = await self.tm.api.client_licences(client_id) if client_id else None
+        except AdminError as exc:
+            if exc.status != 404:  # 404: a backend without licences (or the client just went)
+                raise
+            self.licences = None
+        name = self.names.get(client_id, client_id) if client_id else None
+        mine = self.licences
+        title = "licences" if name is None else (
+            f"licences of {name}: N/A" if mine is None else
+            f"licences of {name}: {len(mine.needed)} to accept, {sum(a.current for a in mine.accepted)} accepted")
+        self.query_one("#licences-title", Static).update(title)
+        fill_table(self.query_one("#licences", Table), client_licence_rows(mine) if mine else [])
 
     @on(DataTable.RowHighlighted, "#table")
     def _client_changed(self) -> None:
@@ -92,7 +124,7 @@ class ClientsView(TableView):
         self.query_one("#keys", DataTable).focus()
 
     def back(self) -> bool:
-        if self.query_one("#keys", DataTable).has_focus:
+        if self.query_one("#keys", DataTable).has_focus or self.query_one("#licences", DataTable).has_focus:
             self.table.focus()
             return True
         return False
@@ -151,3 +183,40 @@ class ClientsView(TableView):
         if name:
             await self.mutate("create client", f"Create client {name!r}?",
                               lambda: self.tm.api.create_client(name), f"Client {name} created.")
+
+    @work(group="action", exclusive=True)
+    async def action_accept_licence(self) -> None:
+        if not (chosen := self._client()) or not self.writable("accept licence"):
+            return
+        client_id, name = chosen
+        try:
+            mine = await self.tm.api.client_licences(client_id)  # now, not the last refresh's
+        except AdminError as exc:
+            self.notify(f"accept licence failed: {exc.message}", severity="error")
+            return
+        if not mine.needed:
+            self.notify(f"{name} has no licence left to accept.", severity="information")
+            return
+        model = await self.app.push_screen_wait(PickScreen(
+            f"Accept which licence for {name}?", [(t.model, pick_label(t)) for t in mine.needed]))
+        terms = next((t for t in mine.needed if t.model == model), None)
+        if terms is None:
+            return
+        await self.mutate("accept licence",
+                          f"Accept the {terms.licence} (version {terms.version}, {terms.url}) of {terms.model} "
+                          f"on behalf of {name}?\nIt is recorded as accepted by the operator, now; {name} can "
+                          f"then use {terms.model}.",
+                          lambda: self.tm.api.accept_licence_for(client_id, terms.model),
+                          f"{name}: {terms.licence} of {terms.model} accepted.")
+
+    @work(group="action", exclusive=True)
+    async def action_channel(self) -> None:
+        if not (chosen := self._client()) or not self.writable("set channel"):
+            return
+        client_id, name = chosen
+        to = "direct" if self.channels.get(client_id) == "openrouter" else "openrouter"
+        consequence = ("\nEach request it pays from now on owes OpenRouter its fee ([openrouter] fee_pct of the "
+                       "charge), posted to the ledger with it." if to == "openrouter" else
+                       "\nIts requests from now on owe OpenRouter nothing; what was settled before stays.")
+        await self.mutate("set channel", f"Mark {name} as a {to} client?{consequence}",
+                          lambda: self.tm.api.set_client_channel(client_id, to), f"{name}: channel {to}.")

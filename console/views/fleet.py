@@ -1,8 +1,11 @@
 """Fleet: one row per host with its GPUs' utilisation, memory, temperature and power (N/A where
 the host does not report them), its cost and what it brought in today; `d` drain, `r` resume,
-`x` remove (each confirmed). Enter: the host's detail and every GPU, live; Esc: back."""
+`x` remove (each confirmed). Enter: the host's detail (with what it is owed, its next and last
+payout) and every GPU, live; Esc: back."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from rich.table import Table
 from textual import on, work
@@ -12,6 +15,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from backend.wire.admin import HostOut, UsageOut
+from backend.wire.payouts import HostPayoutOut
+from console.client import AdminError
 from console.money import usd
 from console.views.base import TableView
 from console.widgets.table import plain
@@ -40,6 +45,22 @@ def gpu_table(host: HostOut) -> Table:
     if not host.gpus:
         table.add_row("N/A", "no GPU telemetry from this host", "", "", "", "")
     return table
+
+
+def _utc(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def payout_line(p: HostPayoutOut | None) -> str:
+    """Owed, next and last payout, and where payouts go: one line of the host's detail."""
+    if p is None:
+        return "payouts: N/A"
+    to = {"stripe": f"Stripe {p.stripe_account}", "manual": "manual"}.get(p.method, "no destination")
+    last = "never" if p.last_paid is None or p.last_paid.paid_us is None else \
+        f"{p.last_paid.amount_usd} on {_utc(p.last_paid.paid_us)}"
+    default = " (default)" if p.threshold_is_default else ""
+    return (f"payouts: owed {p.owed_usd}   to {to}, threshold {p.threshold_usd}{default}   last paid {last}\n"
+            f"next payout: {p.next}")
 
 
 def models_cell(models: list[str], width: int = 18) -> str:
@@ -140,8 +161,14 @@ class FleetView(TableView):
             f"models: {', '.join(host.models) or '-'}   in flight {host.in_flight}   "
             f"cost {usd(host.cost_per_hour_nano)}/h   payout share {share}\n"
             f"today: {u.requests:,} requests, {u.failed:,} failed, brought in {usd(u.charged_nano)}, "
-            f"owed to the host {usd(u.host_share_nano)}")
+            f"owed to the host {usd(u.host_share_nano)}\n{payout_line(await self._payout(host.id))}")
         self.query_one("#detail-gpus", Static).update(gpu_table(host))
+
+    async def _payout(self, host_id: str) -> HostPayoutOut | None:
+        try:
+            return await self.tm.api.host_payout(host_id)
+        except AdminError:  # a backend without payouts, or the host just went: the rest still shows
+            return None
 
     @on(DataTable.RowSelected)
     def _drill_down(self, event: DataTable.RowSelected) -> None:

@@ -1,13 +1,17 @@
 """Models: availability, price (its trend, pinned or dynamic), replicas had against wanted with the
 autoscaler's next move, tokens per second, utilisation and profit per hour. Keys, each confirmed
 (and refused read-only): `t` toggles availability, `p` pins or unpins the price, `m` sets the
-model's min/max replicas, `a` turns the autoscaler on or off for it. Enter: the model's price with why it moved,
-its last changes, the autoscaler's state and decisions, its replicas and its last hour, live; Esc:
-back. A backend without pricing or an autoscaler (404) shows N/A there.
+model's min/max replicas, `a` turns the autoscaler on or off for it, `l` whether clients must
+acknowledge its licence before using it. Enter: the model's price with why it moved, its last
+changes, the autoscaler's state and decisions, its replicas, its last hour and its licence (with
+how many clients accepted it), live; Esc: back. A backend without pricing, an autoscaler or
+licences (404) shows N/A there.
 
 Rates are over the last 10 minutes. GPU cost per hour is what the model's hosts cost now, each
 host's rate split evenly among the models it serves. "KV cache" is the engines' KV-cache use;
 "GPU util" the mean NVML utilisation of the GPUs of the hosts serving it, where they report it.
+"uptime" is OpenRouter's measure over [openrouter] uptime_window_s (30 min): answers that were not
+a 5xx or a stream broken mid-way, 4xx not counted; N/A (n req) below 100 requests.
 The model's name stays in view while the other columns scroll sideways (a narrow terminal);
 requests per second, revenue, GPU cost per hour and the margin are in the detail, so the table
 stays readable at 120 columns."""
@@ -30,7 +34,8 @@ from backend.wire.admin import HostOut, ModelOut, ModelRatesOut
 from backend.wire.autoscaler import AutoscalerOut, ModelScalingOut, SetModelScaling
 from backend.wire.pricing import ModelPricingOut, PricingOut, SetModelPricing
 from console.client import AdminError
-from console.figures import NA, margin, ms, per_hour, rate, share
+from console.figures import NA, margin, ms, per_hour, rate, share, uptime
+from console.licence_detail import licence_section
 from console.model_detail import (
     history_table,
     next_cell,
@@ -53,6 +58,13 @@ _PRICE = re.compile(r"^\d{1,9}(\.\d{1,9})?$")
 def _up(m: ModelOut) -> int:
     """Replicas that can take a request now: ready, not ejected, on an active host, checked."""
     return sum(1 for r in m.replicas if r.ready and not r.ejected and r.host_status == "active" and r.check_passed)
+
+
+def _uptime(m: ModelOut) -> str:
+    """Uptime as OpenRouter counts it (5xx and broken streams fail; 4xx not counted); N/A from a
+    backend that does not count it."""
+    u = m.uptime
+    return NA if u is None else uptime(u.requests, u.failures, u.min_requests)
 
 
 def _check(passed: bool | None) -> str:
@@ -82,7 +94,9 @@ def rates_line(r: ModelRatesOut) -> str:
     return (f"last {r.window_s // 60} min: {rate(r.requests_per_s)} req/s, {rate(r.tokens_per_s)} tok/s, "
             f"latency p50 {ms(r.latency_p50_ms)}, TTFT p50 {ms(r.ttft_p50_ms)}, KV cache {share(r.utilization)}\n"
             f"per hour: revenue {per_hour(r.revenue_per_h_nano)}, host payouts {per_hour(r.payouts_per_h_nano)}, "
-            f"GPU cost {per_hour(r.gpu_cost_per_h_nano)}, profit {per_hour(r.profit_per_h_nano)}, "
+            f"GPU cost {per_hour(r.gpu_cost_per_h_nano)}, "
+            + (f"OpenRouter fees {per_hour(r.fees_per_h_nano)}, " if r.fees_per_h_nano else "")
+            + f"profit {per_hour(r.profit_per_h_nano)}, "
             f"margin {margin(r.margin_bps)}")
 
 
@@ -138,12 +152,14 @@ class ModelsView(TableView):
     view_name = "models"
     # trend: ▲ ▼ = against the change before, and pin (operator) / dyn (engine) / list (pricing off);
     # reps: have (+ on their way) / want; next: the autoscaler's next move (see model_detail.next_cell).
+    # uptime last: at 120 columns every other one stays in view (it is a scroll to the right there).
     columns = ("model", "on", "prompt/1M", "compl/1M", "trend", "reps", "next", "tok/s", "KV cache", "GPU util",
-               "profit/h")
+               "profit/h", "uptime")
     fixed_columns = 1  # the name stays while money columns scroll
-    writes = frozenset({"toggle", "pin", "limits", "autoscale"})
+    writes = frozenset({"toggle", "pin", "limits", "autoscale", "licence_ack"})
     BINDINGS = [Binding("t", "toggle", "Enable/disable"), Binding("p", "pin", "Pin/unpin price"),
-                Binding("m", "limits", "Min/max"), Binding("a", "autoscale", "Autoscale")]
+                Binding("m", "limits", "Min/max"), Binding("a", "autoscale", "Autoscale"),
+                Binding("l", "licence_ack", "Licence ack on/off")]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -163,6 +179,7 @@ class ModelsView(TableView):
             yield Static("", id="detail-scaling")
             yield Static("", id="detail-history")
             yield Static("", id="detail-replicas")
+            yield Static("", id="detail-licence")
 
     def _keep(self, pricing: PricingOut | None, scaling: AutoscalerOut | None) -> None:
         self.pricing, self.scaling = pricing, scaling
@@ -190,7 +207,7 @@ class ModelsView(TableView):
             rows.append((m.id, (m.id, "yes" if m.enabled else "NO", usd(prompt), usd(completion), trend_cell(p),
                                 replicas_cell(s, _up(m), scaling is not None), next_cell(s, scaling),
                                 rate(r.tokens_per_s) if r else NA, share(r.utilization) if r else NA,
-                                share(gpu_util(m, by_id)), per_hour(r.profit_per_h_nano) if r else NA)))
+                                share(gpu_util(m, by_id)), per_hour(r.profit_per_h_nano) if r else NA, _uptime(m))))
         self.set_rows(rows)
 
     async def refresh_detail(self, key: str) -> None:
@@ -201,9 +218,9 @@ class ModelsView(TableView):
             return
         self.models[m.id] = m
         now = self.tm.now_us()
-        detail, pricing, scaling, history = await asyncio.gather(
+        detail, pricing, scaling, history, licence = await asyncio.gather(
             api.model_metrics(key), optional(api.pricing()), optional(api.autoscaler()),
-            optional(api.model_prices(key, from_us=now - DAY_US, to_us=now)))
+            optional(api.model_prices(key, from_us=now - DAY_US, to_us=now)), optional(api.model_licence(key)))
         self._keep(pricing, scaling)
         state = "enabled" if m.enabled else "DISABLED"
         self.query_one("#detail-title", Static).update(
@@ -217,6 +234,7 @@ class ModelsView(TableView):
         self.query_one("#detail-scaling", Static).update(scaling_section(key, self.scaling_of(key), self.scaling))
         self.query_one("#detail-history", Static).update(history_table(history.changes if history else None))
         self.query_one("#detail-replicas", Static).update(replicas_table(m))
+        self.query_one("#detail-licence", Static).update(licence_section(licence))
 
     @on(DataTable.RowSelected)
     def _drill_down(self, event: DataTable.RowSelected) -> None:
@@ -312,3 +330,24 @@ class ModelsView(TableView):
         await self.mutate(f"autoscaler {verb}", f"Turn the autoscaler {verb} for {model}?{consequence}",
                           lambda: self.tm.api.set_model_scaling(model, SetModelScaling(enabled=enable)),
                           f"Model {model}: autoscaler {verb}.")
+
+    @work(group="action", exclusive=True)
+    async def action_licence_ack(self) -> None:
+        model = self._target("licence acknowledgement")
+        if model is None:
+            return
+        lic = await optional(self.tm.api.model_licence(model))  # read now: the operator decides on what is true
+        if lic is None:
+            self.notify("This backend does not manage licences.", severity="warning")
+            return
+        what = f"the {lic.licence} (version {lic.version}) of {model}"
+        if lic.requires_acceptance:
+            question = (f"Stop asking clients to acknowledge {what}?\nEvery client may use the model at once, "
+                        f"accepted or not ({lic.accepted_current} accepted this version).")
+            done = f"Model {model}: its licence needs no acknowledgement."
+        else:
+            question = (f"Require clients to acknowledge {what} before using it?\nClients that have not accepted "
+                        f"this version ({lic.accepted_current} have) get 403 licence_not_accepted until they do.")
+            done = f"Model {model}: clients must acknowledge its licence."
+        await self.mutate("licence acknowledgement", question,
+                          lambda: self.tm.api.set_licence_policy(model, not lic.requires_acceptance), done)

@@ -25,8 +25,11 @@ def money_table(m: MetricsOut) -> Table:
     t.add_column("")
     t.add_column("last hour", justify="right")
     t.add_column("today (UTC)", justify="right")
-    for label, field in (("revenue", "revenue_nano"), ("host payouts", "payouts_nano"),
-                         ("GPU cost", "gpu_cost_nano"), ("profit", "profit_nano")):
+    rows = [("revenue", "revenue_nano"), ("host payouts", "payouts_nano"), ("GPU cost", "gpu_cost_nano"),
+            ("profit", "profit_nano")]
+    if m.hour.fees_nano or m.today.fees_nano:  # only where traffic came through OpenRouter
+        rows.insert(3, ("OpenRouter fees", "fees_nano"))
+    for label, field in rows:
         t.add_row(label, usd(getattr(m.hour, field)), usd(getattr(m.today, field)))
     t.add_row("requests", f"{m.hour.requests:,}", f"{m.today.requests:,}")
     return t

@@ -56,10 +56,10 @@ def money_table(p: ProjectionsOut) -> Table:
     t.add_column("projected (UTC)")
     t.add_column(period_heading(p.day), justify="right")
     t.add_column(period_heading(p.month), justify="right")
-    # Cost is everything that leaves: community hosts' payouts and the GPUs' cost.
+    # Cost is everything that leaves: community hosts' payouts, the GPUs' cost, OpenRouter's fees.
     rows = (("revenue", lambda q: arrow(q.revenue_nano, q.projected_revenue_nano)),
-            ("cost", lambda q: arrow(q.payouts_nano + q.gpu_cost_nano,
-                                     q.projected_payouts_nano + q.projected_gpu_cost_nano)),
+            ("cost", lambda q: arrow(q.payouts_nano + q.gpu_cost_nano + q.fees_nano,
+                                     q.projected_payouts_nano + q.projected_gpu_cost_nano + q.projected_fees_nano)),
             ("profit", lambda q: arrow(q.profit_nano, q.projected_profit_nano)))
     for label, cell in rows:
         t.add_row(label, cell(p.day), cell(p.month))

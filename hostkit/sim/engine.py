@@ -199,6 +199,16 @@ class SimEngine:
         if mode == "hang":
             self._unhang.clear()
 
+    def set_models(self, models: list[str]) -> None:
+        """Serve `models` from now on, in place: requests of a model still served are not disturbed,
+        one no longer served is refused as unknown (a request already running finishes)."""
+        if not models:
+            raise ValueError("the simulated engine needs at least one model")
+        self.models = list(dict.fromkeys(models))
+        for m in self.models:
+            self.stats.setdefault(m, sim_metrics.ModelStats())
+            self._slots.setdefault(m, asyncio.Semaphore(self.timing.max_concurrency))
+
     def heal(self) -> None:
         self._fault = None
         self._unhang.set()
@@ -333,7 +343,7 @@ class SimEngine:
 
     def _job(self, body: oai.ChatRequest | oai.CompletionRequest, *, chat: bool, prompts: list[str],
              prompt_counts: list[int], max_tokens: int | None, prompt_param: str) -> _Job:
-        if body.model not in self.stats:
+        if body.model not in self.models:
             raise oai.BadRequest(f"The model `{body.model}` does not exist.", param="model", status=404,
                                  code="model_not_found")
         if body.stream_options is not None and not body.stream:

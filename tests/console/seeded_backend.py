@@ -117,6 +117,11 @@ def seeded_backend(data_dir: Path) -> Iterator[Callable[[], AdminClient]]:
         try:
             await seed_demo(services)
             await seed_billing(services)
+            # These ran at start, at 05:00; run them again now, at the seeded day's instant, so that
+            # the loops view shows them at DEMO_NOW_US at once rather than after their next real-time
+            # interval (up to 60 s of waiting).
+            for name in ("ledger.hold_expiry", "metrics.gpu_cost"):
+                services.supervisor.wake(name)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(path)
             sock.listen(128)

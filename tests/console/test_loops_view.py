@@ -27,7 +27,7 @@ async def test_enter_shows_the_loop_whole_and_esc_goes_back(tmp_path):
             await _settle(pilot)
             view = app.view
             loops = ["ledger.hold_expiry", "fleet.health", "metrics.load", "pricing.update", "metrics.gpu_cost",
-                     "metrics.gpu_cost_ledger", "autoscaler.decide", "billing.invoices"]
+                     "metrics.gpu_cost_ledger", "billing.payouts", "autoscaler.decide", "billing.invoices"]
             assert [key for key, _ in view.rows] == loops
             await pilot.press(*["down"] * loops.index("metrics.gpu_cost"))
             before = app.refreshes

@@ -269,7 +269,7 @@ async def test_grant_credit_validates_the_amount(router, client_key):
             return c["balance_nano"] == 12_500_000_000
 
         await wait_for(pilot, granted)
-        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[2].plain == "$12.5000")
+        await wait_for(pilot, lambda: app.view.table.get_row_at(0)[3].plain == "$12.5000")  # after channel
 
 
 async def test_names_that_look_like_markup_show_as_written(router):

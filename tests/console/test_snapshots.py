@@ -33,6 +33,28 @@ async def _settle(pilot, after: int = 0) -> None:
     await pilot.pause()
 
 
+def test_loops_120x40(snap_compare, backend):
+    """The supervisor's loops. Drawn once the periodic loops have run at the fixed clock's instant
+    (they run on real time, so the first seconds differ from run to run; the backend wakes them when
+    seeded); the health check, every hour on these settings, has not run yet. First in this module,
+    so drawn within seconds of the backend's start: the GPU cost poster first runs a minute in, and
+    would then show a last run."""
+    async def run_before(pilot):
+        await _settle(pilot)
+
+        async def ran_now() -> bool:
+            loops = {x.name: x for x in await pilot.app.api.loops()}
+            return all(loops[n].last_run_us == DEMO_NOW_US for n in ("ledger.hold_expiry", "metrics.gpu_cost"))
+
+        while not await ran_now():
+            await pilot.pause(0.1)
+        before = pilot.app.refreshes
+        pilot.app.request_refresh()
+        await _settle(pilot, before)
+
+    assert snap_compare(_app(backend, "loops"), terminal_size=(120, 40), run_before=run_before)
+
+
 @pytest.mark.parametrize("view", ["overview", "models", "fleet", "clients", "billing", "events", "provision"])
 def test_view_120x40(snap_compare, backend, view):
     assert snap_compare(_app(backend, view), terminal_size=(120, 40), run_before=_settle)
@@ -125,23 +147,3 @@ def test_event_detail_and_filter_120x40(snap_compare, backend):
         await _settle(pilot, before)
 
     assert snap_compare(_app(backend, "events"), terminal_size=(120, 40), run_before=run_before)
-
-
-def test_loops_120x40(snap_compare, backend):
-    """The supervisor's loops. Drawn once the periodic loops have run at the fixed clock's instant
-    (they run on real time, so the first seconds differ from run to run); the health check, every
-    hour on these settings, has not run yet."""
-    async def run_before(pilot):
-        await _settle(pilot)
-
-        async def ran_now() -> bool:
-            loops = {x.name: x for x in await pilot.app.api.loops()}
-            return all(loops[n].last_run_us == DEMO_NOW_US for n in ("ledger.hold_expiry", "metrics.gpu_cost"))
-
-        while not await ran_now():
-            await pilot.pause(0.1)
-        before = pilot.app.refreshes
-        pilot.app.request_refresh()
-        await _settle(pilot, before)
-
-    assert snap_compare(_app(backend, "loops"), terminal_size=(120, 40), run_before=run_before)

@@ -24,7 +24,7 @@ async def test_admin_loops_lists_every_loop_of_the_router(router):
     assert r.status_code == 200
     loops = {loop["name"]: loop for loop in r.json()}
     assert set(loops) == {"ledger.hold_expiry", "fleet.health", "metrics.gpu_cost", "metrics.load", "pricing.update",
-                          "autoscaler.decide", "billing.invoices", "metrics.gpu_cost_ledger"}
+                          "autoscaler.decide", "billing.invoices", "metrics.gpu_cost_ledger", "billing.payouts"}
     invoices = loops.pop("billing.invoices")  # the one calendar schedule: the monthly invoices
     assert (invoices["kind"], invoices["every"], invoices["state"]) == ("schedule", "monthly on day 2 at 00:00 UTC",
                                                                        "running")

@@ -1,7 +1,8 @@
 """GPU time in the ledger: a day of a fleet with rented, owned and community hosts on the virtual
-clock (a host removed mid-minute, an owned host's rate changed, a crash and a clean restart), whose
-ledger then says exactly what the console says: revenue - host shares - GPU cost from the ledger
-equals GET /admin/metrics' profit of today, over real HTTP. No period is posted twice or skipped."""
+clock (a host removed mid-minute, an owned host's rate changed, a crash and a clean restart), with
+clients direct and through OpenRouter, whose ledger then says exactly what the console says:
+revenue - host shares - GPU cost - OpenRouter's fees from the ledger equals GET /admin/metrics'
+profit of today, over real HTTP. No period is posted twice or skipped."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from backend.db.engine import make_engine
 from backend.ledger import chart
 from backend.ledger.queries import check_invariants
 from backend.ledger.service import Usage
+from backend.ledger.settlement_policy import channel_fee
 from backend.ledger.tables import LedgerTransfer
 from backend.metrics.gpu_cost import Stretch
 from backend.metrics.gpu_cost_ledger import GpuCostLedger, key_range, models_ref, parse_key, stretch_cost
@@ -90,8 +92,11 @@ class Day:
                     host, _ = await s.fleet.enroll(name, provider=provider, payout_share_bps=share,
                                                    cost_per_hour=parse_usd(rate, what="rate"))
                     self.host_ids[name] = host.id
-                client = await s.clients.create_client("acme", "acme")
-                await s.clients.grant_credit(client.id, parse_usd("1000", what="credit"), idempotency_key="seed")
+                for name in ("acme", "openrouter"):
+                    client = await s.clients.create_client(name, name)
+                    await s.clients.grant_credit(client.id, parse_usd("1000", what="credit"),
+                                                 idempotency_key=f"seed-{name}")
+                await s.clients.set_channel("openrouter", "openrouter")
             for name, *_, models in HOSTS:
                 if not (name == "spot" and self.removed):
                     self._register(name, models)
@@ -132,16 +137,19 @@ class Day:
             host = s.fleet.host(self.host_ids[name])
             charged = self.rng.randint(10_000, 5_000_000)
             share = charged * share_bps // 10_000
+            client = self.rng.choice(("acme", "openrouter"))
+            fee = channel_fee(charged, self.settings.openrouter.fee_ppm) if client == "openrouter" else 0
             self.n += 1
             key, now = f"req-{self.n}", self.clock.now_us()
-            _, durable = s.ledger.reserve(chart.client_account("acme"), chart.REVENUE, charged, code="usage",
+            _, durable = s.ledger.reserve(chart.client_account(client), chart.REVENUE, charged, code="usage",
                                           ref=key, key=key)
             await durable
-            usage = Usage(request_id=key, client_id="acme", model=model, host_id=host.id, prompt_tokens=100,
+            usage = Usage(request_id=key, client_id=client, model=model, host_id=host.id, prompt_tokens=100,
                           completion_tokens=50, price_prompt_per_mtok=1, price_completion_per_mtok=1,
                           started_us=now, finished_us=self.clock.now_us())
             await s.ledger.settle(key, charged=charged, usage=usage, host_share=share,
-                                  host_account=host.payable_account if share else None)
+                                  host_account=host.payable_account if share else None, fee=fee,
+                                  fee_account=chart.channel_account("openrouter") if fee else None)
 
     async def operator(self) -> None:
         await self.clock.sleep((RATE_CHANGE_AT - self.clock.now_us()) / 1e6)
@@ -235,14 +243,19 @@ async def test_a_day_of_gpu_cost_in_the_ledger_equals_the_consoles_profit(tmp_pa
     ids = day.host_ids
     today = console["today"]
     ledger = {"revenue": sum(r.revenue for r in rows), "host_shares": sum(r.host_shares for r in rows),
-              "gpu_cost": sum(r.gpu_cost for r in rows), "profit": sum(r.profit for r in rows)}
+              "gpu_cost": sum(r.gpu_cost for r in rows), "fees": sum(r.fees for r in rows),
+              "profit": sum(r.profit for r in rows)}
     # The ledger says what the console says, to the nano-dollar.
     assert ledger == {"revenue": today["revenue_nano"], "host_shares": today["payouts_nano"],
-                      "gpu_cost": today["gpu_cost_nano"], "profit": today["profit_nano"]}
-    assert ledger["revenue"] > 0 and ledger["host_shares"] > 0 and ledger["gpu_cost"] > 0
+                      "gpu_cost": today["gpu_cost_nano"], "fees": today["fees_nano"], "profit": today["profit_nano"]}
+    assert ledger["revenue"] > 0 and ledger["host_shares"] > 0 and ledger["gpu_cost"] > 0 and ledger["fees"] > 0
+    assert ledger["profit"] == ledger["revenue"] - ledger["host_shares"] - ledger["gpu_cost"] - ledger["fees"]
+    # Every fee owed is OpenRouter's payable.
+    assert accounts[chart.channel_account("openrouter")] == ledger["fees"]
     # GET /admin/profit is the same query, per model.
-    assert [(p["model"], p["revenue_nano"], p["host_shares_nano"], p["gpu_cost_nano"], p["profit_nano"])
-            for p in profit] == [(r.model, r.revenue, r.host_shares, r.gpu_cost, r.profit) for r in rows]
+    assert [(p["model"], p["revenue_nano"], p["host_shares_nano"], p["gpu_cost_nano"], p["fees_nano"],
+             p["profit_nano"]) for p in profit] == [(r.model, r.revenue, r.host_shares, r.gpu_cost, r.fees, r.profit)
+                                                    for r in rows]
     # Per host too, each to its provider's payable; the owned host to "owned", the community host nowhere.
     by_host: dict[str, int] = {}
     for _, _, host, amount, _, _ in postings:

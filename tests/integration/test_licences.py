@@ -57,6 +57,12 @@ async def refused(router: Router, secret: str, model: str = LLAMA) -> dict:
     return body
 
 
+async def model_licence(router: Router, model: str) -> dict:
+    r = await router.http.get(f"/admin/models/{model}/licence", headers=router.admin)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 async def mine(router: Router, secret: str) -> dict:
     r = await router.http.get("/v1/me/licences", headers=bearer(secret))
     assert r.status_code == 200, r.text
@@ -77,7 +83,7 @@ async def test_403_names_the_licence_and_how_to_accept_and_charges_nothing(route
         "model": LLAMA, "licence": LLAMA_LICENCE, "url": LLAMA_URL, "version": "llama3.1",
         "commercial_use": "restricted", "restrictions": needed[LLAMA]["restrictions"],
         "attribution": needed[LLAMA]["attribution"], "requires_acceptance": True,
-        "accept": f"POST /v1/me/licences/{LLAMA}"}
+        "accept": f"POST /v1/me/licences/{LLAMA}", "notice": "Built with Llama", "base": None}
     assert "Built with Llama" in needed[LLAMA]["attribution"]
     # The catalogue's default: restricted use or attribution needs it; Apache-2.0 and MIT do not.
     assert {"gemma-2-9b-it", "qwen2.5-72b-instruct", "llama-3.1-405b-instruct"} <= set(needed)
@@ -126,12 +132,15 @@ async def test_a_wrong_version_or_body_is_refused_naming_the_field(router):
 async def test_operator_exemption_and_acceptance_recorded_as_the_operator(router):
     client_id, secret = await router.client_with_key(accept_licences=False)
     h = router.admin
+    before = await model_licence(router, LLAMA)
     # Accept on the client's behalf.
     r = await router.http.post(f"/admin/clients/{client_id}/licences/{LLAMA}", headers=h)
     assert r.status_code == 200, r.text
     assert (r.json()["accepted_by"], r.json()["version"]) == ("operator", "llama3.1")
     assert (await chat(router, secret)).choices
     assert [a["accepted_by"] for a in (await mine(router, secret))["accepted"]] == ["operator"]
+    after = await model_licence(router, LLAMA)
+    assert (after["accepted_current"], after["accepted_older_only"]) == (before["accepted_current"] + 1, 0)
     r = await router.http.post(f"/admin/clients/nobody/licences/{LLAMA}", headers=h)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "client_not_found")
     r = await router.http.post(f"/admin/clients/{client_id}/licences/{LLAMA}", headers=bearer(secret))
@@ -147,6 +156,7 @@ async def test_operator_exemption_and_acceptance_recorded_as_the_operator(router
                                         "set_by": "operator", "set_us": 0}
     assert (await chat(router, other)).choices
     assert LLAMA not in {t["model"] for t in (await mine(router, other))["needed"]}
+    assert (await model_licence(router, LLAMA))["requires_acceptance"] is False
     r = await router.http.put(f"/admin/models/{LLAMA}/licence", json={"requires_acceptance": True}, headers=h)
     assert r.status_code == 200 and r.json()["requires_acceptance"] is True
     await refused(router, other)
@@ -156,6 +166,9 @@ async def test_operator_exemption_and_acceptance_recorded_as_the_operator(router
     assert (r.status_code, r.json()["error"]["param"]) == (400, "requires_acceptance")
     r = await router.http.put("/admin/models/nope/licence", json={"requires_acceptance": False}, headers=h)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "model_not_found")
+    r = await router.http.get("/admin/models/nope/licence", headers=h)
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "model_not_found")
+    assert (await router.http.get(f"/admin/models/{LLAMA}/licence", headers=bearer(secret))).status_code == 401
     events = [e["kind"] for e in (await router.http.get("/admin/events", headers=h)).json()]
     assert "client.licence_accepted" in events and "model.licence_policy" in events
 
@@ -191,7 +204,13 @@ async def test_acceptances_and_exemptions_survive_a_restart_and_a_new_version_ne
         assert {t["model"]: t["version"] for t in licences["needed"]}[LLAMA] == "2026-12-01"
         r = await router.http.post(f"/v1/me/licences/{LLAMA}", json={"version": "llama3.1"}, headers=bearer(secret))
         assert (r.status_code, r.json()["error"]["param"]) == (400, "version")
+        # The client accepted only the older version: counted apart until it accepts this one.
+        before = await model_licence(router, LLAMA)
+        assert (before["version"], before["accepted_older_only"]) == ("2026-12-01", 1)
         r = await router.http.post(f"/v1/me/licences/{LLAMA}", json={"version": "2026-12-01"}, headers=bearer(secret))
         assert r.status_code == 200 and r.json()["current"] is True
         assert (await chat(router, secret)).choices
+        after = await model_licence(router, LLAMA)
+        assert (after["accepted_current"], after["accepted_older_only"]) == (
+            before["accepted_current"] + 1, before["accepted_older_only"] - 1)
         assert [a["version"] for a in (await mine(router, secret))["accepted"]] == ["llama3.1", "2026-12-01"]

@@ -18,6 +18,8 @@ import msgspec
 import pytest
 from pydantic import ValidationError
 
+from backend.api.openrouter_listing import licence_sentence
+from backend.catalogue import load_catalogue
 from backend.catalogue.capacity import Capacity, replica_capacity
 from backend.pricing.quote import usd_per_token
 from backend.settings import OpenRouterSettings
@@ -112,8 +114,10 @@ async def test_lists_enabled_models_with_a_routable_replica_in_openrouters_schem
     for model_id, row in rows.items():
         entry = catalogue.model_by_id[model_id]
         meta = entry.openrouter
-        assert (row["hugging_face_id"], row["name"], row["created"], row["description"]) == (
-            entry.hf_id, entry.name, meta.created, meta.description)
+        assert (row["hugging_face_id"], row["name"], row["created"]) == (entry.hf_id, entry.name, meta.created)
+        # OpenRouter has no licence field: the description ends with one sentence naming it.
+        assert row["description"] == f"{meta.description} Licence: {entry.licence.name} ({entry.licence.url})" + (
+            f"; {entry.licence.notice}." if entry.licence.notice else ".")
         assert (row["input_modalities"], row["output_modalities"]) == (meta.input_modalities, meta.output_modalities)
         assert row["is_ready"] is True
         # What the router passes through and vLLM honours: no top_a (vLLM has none), no tools or
@@ -123,6 +127,16 @@ async def test_lists_enabled_models_with_a_routable_replica_in_openrouters_schem
         assert set(row["supported_features"]) == {"json_mode", "structured_outputs", "logprobs"}
     assert rows[LLAMA]["openrouter"]["slug"] == "meta-llama/llama-3.1-8b-instruct"
     assert rows[TINY]["openrouter"]["slug"] == "qwen/qwen2.5-0.5b-instruct"  # no slug in the catalogue: hf_id
+    assert rows[LLAMA]["description"].endswith(
+        "Licence: Llama 3.1 Community License Agreement "
+        "(https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE); Built with Llama.")
+
+
+def test_the_licence_sentence_names_a_fine_tunes_base_licence():
+    entry = load_catalogue().model_by_id["deepseek-r1-distill-qwen-1.5b"]
+    assert licence_sentence(entry) == (
+        f"Licence: MIT License ({entry.licence.url}); base model Qwen/Qwen2.5-Math-1.5B under the Apache License "
+        "2.0 (https://huggingface.co/Qwen/Qwen2.5-Math-1.5B/blob/main/LICENSE).")
 
 
 async def test_quantization_datacenters_and_capacity_are_the_fleets(router):
@@ -189,7 +203,8 @@ async def test_a_disabled_model_and_one_whose_replicas_cannot_take_traffic_are_a
 
 
 def test_datacenter_settings_name_the_bad_code():
-    assert OpenRouterSettings(datacenters=["us"], host_countries={"h": "de"}).model_dump() == {
+    assert OpenRouterSettings(datacenters=["us"], host_countries={"h": "de"}).model_dump(
+            include={"datacenters", "host_countries"}) == {
         "datacenters": ["US"], "host_countries": {"h": "DE"}}
     with pytest.raises(ValidationError, match=r"host_countries\.rig-1: 'Germany' is not an ISO 3166-1 alpha-2"):
         OpenRouterSettings(host_countries={"rig-1": "Germany"})

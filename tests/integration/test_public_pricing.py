@@ -40,8 +40,11 @@ async def test_every_enabled_model_with_its_licence_and_whether_it_is_served(rou
     assert {i for i, m in rows.items() if m["serving"]} == {MODEL, OTHER}
     for entry in catalogue.models:
         row, lic = rows[entry.id], entry.licence
-        assert row["licence"] == {"name": lic.name, "url": lic.url, "commercial_use": lic.commercial_use,
-                                  "restrictions": lic.restrictions, "attribution": lic.attribution}
+        base = lic.base and {"model": lic.base.model, "licence": lic.base.name, "url": lic.base.url}
+        assert row["licence"] == {"name": lic.name, "url": lic.url, "version": lic.version,
+                                  "commercial_use": lic.commercial_use, "restrictions": lic.restrictions,
+                                  "attribution": lic.attribution, "notice": lic.notice, "base": base,
+                                  "requires_acceptance": lic.requires_acknowledgement}
         assert row["licence"]["url"].startswith("https://")
         assert (row["name"], row["hugging_face_id"], row["max_output_tokens"]) == (
             entry.name, entry.hf_id, entry.max_output_tokens)
@@ -49,6 +52,24 @@ async def test_every_enabled_model_with_its_licence_and_whether_it_is_served(rou
         assert Decimal(row["completion_per_mtok_usd"]) * 10**9 == row["completion_per_mtok_nano"] > 0
     assert (rows[MODEL]["prompt_per_mtok_usd"], rows[MODEL]["completion_per_mtok_usd"]) == ("0.14", "0.28")
     assert any(r["licence"]["commercial_use"] != "allowed" or r["licence"]["attribution"] for r in rows.values())
+    assert (rows[MODEL]["licence"]["notice"], rows[MODEL]["licence"]["requires_acceptance"]) == (
+        "Built with Llama", True)
+    assert rows[OTHER]["licence"]["requires_acceptance"] is False  # Apache-2.0
+    assert rows["deepseek-r1-distill-qwen-1.5b"]["licence"]["base"] == {
+        "model": "Qwen/Qwen2.5-Math-1.5B", "licence": "Apache License 2.0",
+        "url": "https://huggingface.co/Qwen/Qwen2.5-Math-1.5B/blob/main/LICENSE"}
+
+
+async def test_whether_acknowledgement_is_required_follows_the_operator(router):
+    r = await router.http.put(f"/admin/models/{MODEL}/licence", headers=router.admin,
+                              json={"requires_acceptance": False})
+    assert r.status_code == 200, r.text
+    rows = {m["id"]: m for m in (await sheet(router))["models"]}
+    assert rows[MODEL]["licence"]["requires_acceptance"] is False
+    r = await router.http.get("/pricing", params={"format": "csv"})
+    row = next(t for t in csv.DictReader(io.StringIO(r.text)) if t["id"] == MODEL)
+    assert (row["requires_acceptance"], row["licence_version"], row["notice"]) == ("no", "llama3.1",
+                                                                                   "Built with Llama")
 
 
 async def agrees_with_v1_models(router, sdk: openai.AsyncOpenAI) -> dict:
@@ -99,8 +120,13 @@ async def test_csv_has_the_same_rows(router):
         row = rows[t["id"]]
         assert (t["prompt_per_mtok_usd"], t["completion_per_mtok_usd"], int(t["context_length"])) == (
             row["prompt_per_mtok_usd"], row["completion_per_mtok_usd"], row["context_length"])
-        assert (t["licence"], t["licence_url"], t["serving"]) == (
-            row["licence"]["name"], row["licence"]["url"], "yes" if row["serving"] else "no")
+        lic, base = row["licence"], row["licence"]["base"] or {}
+        assert (t["licence"], t["licence_url"], t["serving"]) == (lic["name"], lic["url"],
+                                                                  "yes" if row["serving"] else "no")
+        assert (t["licence_version"], t["notice"], t["requires_acceptance"]) == (
+            lic["version"], lic["notice"], "yes" if lic["requires_acceptance"] else "no")
+        assert (t["base_model"], t["base_licence"], t["base_licence_url"]) == (
+            base.get("model", ""), base.get("licence", ""), base.get("url", ""))
 
 
 async def test_an_unknown_format_names_the_parameter(router):

@@ -95,6 +95,32 @@ def test_licences_match_what_each_model_ships_under(catalogue):
     assert "Prohibited Use Policy" in by_id["gemma-2-9b-it"].licence.restrictions
     for mid in ("phi-4", "deepseek-r1-distill-qwen-1.5b", "glm-5"):
         assert by_id[mid].licence.name == "MIT License"
+    for mid in ("mistral-7b-instruct-v0.3", "mixtral-8x7b-instruct"):
+        assert by_id[mid].licence.name == "Apache License 2.0"
+
+
+def test_every_licence_is_complete_and_shows_what_it_asks(catalogue):
+    by_id = catalogue.model_by_id
+    for m in catalogue.models:
+        lic = m.licence
+        assert lic.version and lic.restrictions, m.id
+        # Restricted use or an attribution to show: the client acknowledges it, and what must be
+        # shown with the model is there to show.
+        asks = lic.commercial_use != "allowed" or bool(lic.attribution)
+        assert lic.requires_acknowledgement is asks, m.id
+        assert bool(lic.notice) is asks, m.id
+        if lic.notice:
+            assert lic.notice in lic.attribution, m.id  # the notice is what the attribution quotes
+    for mid in ("llama-3.1-8b-instruct", "llama-3.1-70b-instruct", "llama-3.1-405b-instruct"):
+        lic = by_id[mid].licence
+        assert (lic.notice, lic.version) == ("Built with Llama", "llama3.1")
+        assert "700 million monthly active users" in lic.restrictions
+    assert by_id["gemma-2-9b-it"].licence.notice.startswith("Gemma is provided under and subject to the Gemma Terms")
+    # A fine-tune of another publisher's model names its base model's licence; no other model has one.
+    base = by_id["deepseek-r1-distill-qwen-1.5b"].licence.base
+    assert base is not None and (base.model, base.name) == ("Qwen/Qwen2.5-Math-1.5B", "Apache License 2.0")
+    assert base.url.startswith("https://huggingface.co/Qwen/Qwen2.5-Math-1.5B")
+    assert [m.id for m in catalogue.models if m.licence.base] == ["deepseek-r1-distill-qwen-1.5b"]
 
 
 def test_exactly_three_defaults(catalogue):

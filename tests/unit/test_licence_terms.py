@@ -37,3 +37,14 @@ def test_every_shipped_licence_has_its_own_version_and_llama_needs_acknowledging
     assert needed == {"llama-3.1-8b-instruct", "llama-3.1-70b-instruct", "llama-3.1-405b-instruct",
                       "gemma-2-9b-it", "qwen2.5-72b-instruct"}
     assert all(models[m].name in ("Apache License 2.0", "MIT License") for m in set(models) - needed)
+
+
+def test_links_are_https_and_a_base_names_a_hugging_face_model():
+    with pytest.raises(ValueError, match="url"):
+        Licence(**(BASE | {"url": "http://example.org/l"}), commercial_use="allowed", attribution="")
+    base = {"model": "Qwen/Qwen2.5-Math-1.5B", "name": "Apache License 2.0", "url": "https://example.org/a"}
+    lic = Licence(**BASE, commercial_use="allowed", attribution="", base=base)
+    assert lic.base is not None and lic.base.model == "Qwen/Qwen2.5-Math-1.5B" and lic.notice == ""
+    for bad in ({"model": "not a repo id"}, {"url": "ftp://example.org/a"}):
+        with pytest.raises(ValueError, match="base"):
+            Licence(**BASE, commercial_use="allowed", attribution="", base=base | bad)
