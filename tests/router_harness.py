@@ -215,7 +215,10 @@ async def running_router(settings: Settings):
 
 
 def router_settings(tmp_path, **overrides) -> Settings:
-    base = dict(data_dir=tmp_path, heartbeat_interval_s=0.3, key_rate_limit_rps=0, hold_ttl_s=600)
+    # Heartbeats every 1 s (a host is down after 3 missed): the test's hosts beat through the same event
+    # loop as the router, and under a loaded suite (4 xdist workers on 2 cores, 100 concurrent requests
+    # in one test) 0.3 s beats were late three in a row, taking a live replica out of the choice (429).
+    base = dict(data_dir=tmp_path, heartbeat_interval_s=1.0, key_rate_limit_rps=0, hold_ttl_s=600)
     base.update(overrides)
     return Settings(**base)
 

@@ -34,7 +34,7 @@ async def test_admin_loops_lists_every_loop_of_the_router(router):
         [loop["name"] for loop in r.json()].index("metrics.gpu_cost")  # started after what it needs
     assert loops["metrics.gpu_cost"]["after"] == ["fleet.health"]
     assert loops["metrics.gpu_cost_ledger"]["after"] == ["metrics.gpu_cost"]  # posts what the meter counted
-    assert loops["fleet.health"]["every"] == "every 0.3s"  # the heartbeat interval of these settings
+    assert loops["fleet.health"]["every"] == "every 1s"  # the heartbeat interval of these settings
     for loop in loops.values():
         assert loop["kind"] == "every" and loop["state"] == "running"
         assert loop["restarts"] == 0 and loop["last_error"] is None and loop["last_error_us"] is None

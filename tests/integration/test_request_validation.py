@@ -23,10 +23,7 @@ CREDIT = 10 * 10**9
 
 @pytest.fixture
 async def router(tmp_path):
-    # Heartbeats every 1 s, not the harness's 0.3 s: nothing here is about a host going down, and
-    # under a loaded suite (xdist on 2 cores) three 0.3 s beats can be late together, which took the
-    # replica out of the choice for one request (a 429 no_capacity).
-    async with running_router(router_settings(tmp_path, heartbeat_interval_s=1.0)) as r:
+    async with running_router(router_settings(tmp_path)) as r:
         await r.add_host("rig-a", [MODEL, OTHER])
         yield r
 
