@@ -13,7 +13,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from backend.money import MoneyError, parse_usd
@@ -113,6 +122,9 @@ class AutoscalerSettings(BaseModel):
     max_replicas: int = Field(default=4, ge=1, description="Per model, unless the operator sets its own.")
     budget_per_hour_usd: str = Field(
         default="10.00", description="What rented hosts may cost together, USD per hour (a decimal string).")
+    min_expected_profit_per_hour_usd: str | None = Field(
+        default=None, description="Rent only when one more replica is expected to earn at least this much over its "
+        "price per hour (USD, a decimal string); unset: rent on load alone. Not applied below a model's minimum.")
     providers: list[str] = Field(
         default_factory=list, description="Where to rent; empty = every provider with credentials.")
     host_keys: Literal["ask", "trust_new_instance"] = Field(
@@ -120,11 +132,12 @@ class AutoscalerSettings(BaseModel):
         "console; trust_new_instance: accept the key of an instance the provider just created for us (a "
         "machine-in-the-middle between us and the new instance would go unnoticed).")
 
-    @field_validator("budget_per_hour_usd")
+    @field_validator("budget_per_hour_usd", "min_expected_profit_per_hour_usd")
     @classmethod
-    def _budget(cls, v: str) -> str:
+    def _usd(cls, v: str | None, info: ValidationInfo) -> str | None:
         try:
-            parse_usd(v, what="budget_per_hour_usd")
+            if v is not None:
+                parse_usd(v, what=info.field_name or "amount")
         except MoneyError as exc:
             raise ValueError(str(exc)) from None
         return v
@@ -141,6 +154,11 @@ class AutoscalerSettings(BaseModel):
     @property
     def budget_nano(self) -> int:
         return parse_usd(self.budget_per_hour_usd, what="budget_per_hour_usd")
+
+    @property
+    def min_profit_nano(self) -> int | None:
+        v = self.min_expected_profit_per_hour_usd
+        return None if v is None else parse_usd(v, what="min_expected_profit_per_hour_usd")
 
 
 def _positive_usd(v: str, what: str) -> str:

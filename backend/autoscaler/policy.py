@@ -16,8 +16,9 @@ one need never rents twice; each decision moves one replica at most, so a square
 shorter than the delays never makes it act.
 
 Scaling up resumes a host the autoscaler drained earlier (free) or rents the cheapest fitting
-offer, unless its price would take the fleet's spend over the budget: then the decision is
-"blocked", with the reason. `supply` is looked up only when a decision would scale up (offers
+offer, unless its price would take the fleet's spend over the budget, or (when the operator set
+`min_expected_profit_per_hour_usd`) the offer is not expected to earn that much over its price:
+then the decision is "blocked", with the reason. `supply` is looked up only when a decision would scale up (offers
 are I/O): called with supply=None, such a decision comes back with `needs_supply` set.
 """
 
@@ -93,6 +94,7 @@ class Supply:
     resumable: str | None = None  # a host the autoscaler drained that serves the model again for free
     offer: OfferChoice | None = None
     no_offer: str = "no offer fits the model"  # why there is no offer
+    min_profit_per_hour_nano: int | None = None  # rent only if the offer is expected to earn this; None: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +178,13 @@ def decide(v: ModelView, streak: Streak, th: Thresholds, supply: Supply | None) 
         return Decision("scale_down", want_n, f"{head}; release a replica", Streak(), want, now)
     if supply is None:
         return Decision("scale_up", want_n, head, Streak(), want, now, needs_supply=True)
-    return _afford(want_n, head, now, supply)
+    return _afford(want_n, head, now, supply, urgent)
 
 
-def _afford(want_n: int, head: str, wanting: Streak, supply: Supply) -> Decision:
-    """Scale up from `supply`: a drained host for free, else the offer if the budget allows."""
+def _afford(want_n: int, head: str, wanting: Streak, supply: Supply, urgent: bool) -> Decision:
+    """Scale up from `supply`: a drained host for free, else the offer if the budget allows and, unless
+    the model is below its minimum (which the operator asked for whatever it earns), if it is expected
+    to earn the minimum profit."""
     if supply.resumable is not None:
         return Decision("scale_up", want_n, f"{head}; resume {supply.resumable}", Streak(), "up", wanting,
                         resume=supply.resumable)
@@ -194,8 +198,14 @@ def _afford(want_n: int, head: str, wanting: Streak, supply: Supply) -> Decision
         return Decision("blocked", want_n, f"{head}; {rent} would take spend to {format_usd(after, places=2)}/h, over "
                                            f"the budget of {format_usd(supply.budget_per_hour_nano, places=2)}/h",
                         wanting, "up", wanting, offer=offer)
-    profit = ("unknown" if offer.expected_profit_per_h_nano is None
-              else f"{format_usd(offer.expected_profit_per_h_nano, places=2)}/h")
+    expected = offer.expected_profit_per_h_nano
+    profit = "unknown" if expected is None else f"{format_usd(expected, places=2)}/h"
+    floor = supply.min_profit_per_hour_nano
+    if floor is not None and not urgent and (expected is None or expected < floor):
+        least = f"{format_usd(floor, places=2)}/h"
+        why = (f"no revenue yet to expect the minimum profit of {least} from" if expected is None
+               else f"expected profit {profit}, under the minimum of {least}")
+        return Decision("blocked", want_n, f"{head}; {rent}: {why}", wanting, "up", wanting, offer=offer)
     return Decision("scale_up", want_n, f"{head}; {rent}, expected profit {profit}", Streak(), "up", wanting,
                     offer=offer)
 

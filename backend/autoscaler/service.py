@@ -249,7 +249,8 @@ class Autoscaler:
         drained = [h for h in self._drained(model) if self.fleet.is_up(h) and h.id not in self._releasing
                    and self.provisioner.jobs.active_for_host(h.id) is None]
         resume = max(drained, key=lambda h: h.created_us, default=None)
-        supply = Supply(a.budget_nano, spend, resumable=resume.name if resume is not None else None)
+        supply = Supply(a.budget_nano, spend, resumable=resume.name if resume is not None else None,
+                        min_profit_per_hour_nano=a.min_profit_nano)
         offer: OfferOut | None = None
         if resume is None:
             supply, offer = await self._offer(view, supply)
@@ -282,16 +283,16 @@ class Autoscaler:
                 ans = await self.provisioner.offers(model)
                 offers, unavailable = ans.offers, ans.unavailable
         except RequestError as exc:
-            return Supply(supply.budget_per_hour_nano, supply.spend_per_hour_nano, no_offer=exc.message), None
+            return replace(supply, no_offer=exc.message), None
         if not offers:
             why = f"no offer fits {model}" + (f" ({'; '.join(unavailable)})" if unavailable else "")
-            return Supply(supply.budget_per_hour_nano, supply.spend_per_hour_nano, no_offer=why), None
+            return replace(supply, no_offer=why), None
         best: OfferOut = offers[0]
         demand = await self.provisioner.demand(model)
         # What one more replica would earn: the model's margin at current demand, shared by all its replicas.
         profit = None if demand is None else demand // (view.actual + view.pending + 1) - best.price_per_hour_nano
-        return Supply(supply.budget_per_hour_nano, supply.spend_per_hour_nano,
-                      offer=OfferChoice(label(best.provider), best.gpu_name, best.price_per_hour_nano, profit)), best
+        return replace(supply, offer=OfferChoice(label(best.provider), best.gpu_name, best.price_per_hour_nano,
+                                                 profit)), best
 
     async def _scale_down(self, model: str, d: Decision, records: dict[str, HostRecord],
                           desired_of: dict[str, int]) -> tuple[Decision, str | None]:
@@ -363,7 +364,8 @@ class Autoscaler:
         spend = self._spend(await self._records())
         return AutoscalerOut(a.enabled, a.interval_s, a.upper_threshold, a.lower_threshold, a.target_utilization,
                              a.upscale_delay, a.downscale_delay, a.budget_nano, spend, a.host_keys,
-                             [self.model_out(m) for m in self.managed()], list(self.recent))
+                             [self.model_out(m) for m in self.managed()], list(self.recent),
+                             min_profit_per_hour_nano=a.min_profit_nano)
 
     def model_out(self, model: str) -> ModelScalingOut:
         th = Thresholds.of(self.settings.autoscaler)

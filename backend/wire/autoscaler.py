@@ -65,6 +65,7 @@ class AutoscalerOut(msgspec.Struct):
     host_keys: Literal["ask", "trust_new_instance"]
     models: list[ModelScalingOut]
     recent: list[ScalingDecisionOut]  # the latest decisions that did something, newest first
+    min_profit_per_hour_nano: int | None = None  # a rental must be expected to earn this; None: load alone
 
 
 class SetModelScaling(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

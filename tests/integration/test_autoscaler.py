@@ -265,6 +265,21 @@ async def test_below_min_rents_at_once(scene):
     assert len(scene.cloud.provisioned) == 1
 
 
+async def test_a_minimum_profit_keeps_it_from_renting_without_revenue_to_pay_for_it(scene):
+    a = scene.s.settings.autoscaler
+    scene.s.settings.autoscaler = a.model_copy(update={"min_expected_profit_per_hour_usd": "0.05"})
+    await scene.host("own-1", 8)  # full, and nobody has paid anything yet
+    ds = [(await scene.round())[MODEL] for _ in range(4)]
+    assert [d.action for d in ds] == ["wait_up", "wait_up", "blocked", "blocked"]
+    assert ds[2].reason.endswith("rent Vast.ai RTX 4090 at $0.31/h: no revenue yet to expect the minimum profit "
+                                 "of $0.05/h from")
+    assert scene.cloud.provisioned == []
+    assert (await scene.auto.out()).min_profit_per_hour_nano == parse_usd("0.05")
+    # A model below its minimum gets its replica all the same.
+    await scene.auto.set_scaling(MODEL, _scaling(min_replicas=2))
+    assert (await scene.round())[MODEL].action == "scale_up" and len(scene.cloud.provisioned) == 1
+
+
 def _scaling(**kw):
     from backend.wire.autoscaler import SetModelScaling
 
@@ -280,6 +295,7 @@ async def test_admin_api_shows_and_sets_scaling(tmp_path):
         body = r.json()
         assert body["enabled"] is False and body["models"] == [] and body["recent"] == []
         assert body["budget_per_hour_nano"] == parse_usd("10.00")
+        assert body["min_profit_per_hour_nano"] is None  # rents on load alone unless the operator sets one
 
         r = await http.put(f"/admin/models/{MODEL}/scaling", json={"min_replicas": 0, "max_replicas": 6},
                            headers=admin)

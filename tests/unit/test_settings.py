@@ -52,6 +52,8 @@ def test_config_in_data_dir_is_found(monkeypatch, tmp_path):
     ('admin_port = "many"', "field admin_port"),
     ("admin_prot = 1", "field admin_prot"),
     ('sqlite_synchronous = "OFF"', "field sqlite_synchronous"),
+    ('[autoscaler]\nmin_expected_profit_per_hour_usd = "-0.10"', "min_expected_profit_per_hour_usd: '-0.10' must be"),
+    ("[autoscaler]\nmin_expected_profit_per_hour_usd = 0.1", "min_expected_profit_per_hour_usd"),
 ])
 def test_bad_config_file_names_file_and_field(tmp_path, monkeypatch, content, expected):
     cfg = tmp_path / "bad.toml"
