@@ -1,4 +1,4 @@
-"""`tokenmill payouts list | run | mark-paid | host`: host payouts from the command line.
+"""`tokenmill payouts list | run | mark-paid | cancel | host`: host payouts from the command line.
 
 Like `tokenmill invoices`, these talk to the running backend's admin API (settings admin_host /
 admin_port, or --url; the admin token from TOKENMILL_ADMIN_TOKEN, the settings or the data
@@ -7,6 +7,7 @@ directory's token file): the backend pays, posts and records; the command shows.
     tokenmill payouts list [--host ID] [--state pending|paid|failed|canceled]
     tokenmill payouts run [--host ID [--ignore-threshold]]
     tokenmill payouts mark-paid PAYOUT_ID --reference "bank transfer 2026-12-01 #123"
+    tokenmill payouts cancel PAYOUT_ID
     tokenmill payouts host ID [--threshold 25.00|default] [--method stripe|manual|none] [--stripe-account acct_...]
 """
 
@@ -76,6 +77,13 @@ def cmd_mark_paid(settings: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cancel(settings: Any, args: argparse.Namespace) -> int:
+    p = call(settings, args, lambda api: api.cancel_payout(args.payout_id))
+    print(f"payout {p.id} of {p.amount_usd} to host {p.host_name} canceled: the amount stays owed, and the next "
+          f"run pays it to the host's destination")
+    return 0
+
+
 def cmd_host(settings: Any, args: argparse.Namespace) -> int:
     if args.threshold is None and args.method is None and args.stripe_account is None:
         h = call(settings, args, lambda api: api.host_payout(args.host_id))
@@ -87,7 +95,8 @@ def cmd_host(settings: Any, args: argparse.Namespace) -> int:
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
-    po = sub.add_parser("payouts", help="host payouts: list, run now, mark a manual one paid, a host's settings")
+    po = sub.add_parser("payouts", help="host payouts: list, run now, mark a manual one paid or cancel it, a "
+                                        "host's settings")
     po_sub = po.add_subparsers(dest="payouts_command", required=True)
     ls = add_url(po_sub.add_parser("list", help="payouts, newest first"))
     ls.add_argument("--host", help="only this host's (its id)")
@@ -102,6 +111,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("payout_id", help="e.g. po_0123456789abcdef01234567")
     mp.add_argument("--reference", required=True, help="how it was paid (a bank transfer's reference...)")
     mp.set_defaults(func=guarded(cmd_mark_paid))
+    cancel = add_url(po_sub.add_parser("cancel", help="cancel a manual payout due that will not be paid by "
+                                                     "other means (the amount stays owed)"))
+    cancel.add_argument("payout_id", help="e.g. po_0123456789abcdef01234567")
+    cancel.set_defaults(func=guarded(cmd_cancel))
     host = add_url(po_sub.add_parser("host", help="a host's payout settings, owed, next and last payout; "
                                                  "set them with the options"))
     host.add_argument("host_id")

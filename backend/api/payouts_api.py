@@ -1,5 +1,5 @@
 """Host payouts on the API. The operator's: GET /admin/payouts, POST /admin/payouts/run, POST
-/admin/payouts/{id}/mark-paid, GET and PUT /admin/hosts/{id}/payout. The host's own, with its host
+/admin/payouts/{id}/mark-paid and /cancel, GET and PUT /admin/hosts/{id}/payout. The host's own, with its host
 token: GET and PUT /hosts/{id}/payout (403 for another host's id). Thin handlers over
 backend/billing/payouts/."""
 
@@ -101,6 +101,18 @@ class PayoutsController(Controller):
         p = _payouts(request)
         try:
             row = await p.mark_paid(payout_id, data.reference)
+        except _REFUSALS as exc:
+            raise refused(exc) from None
+        return payout_out(row, p.host_name(row.host_id))
+
+    @post("/payouts/{payout_id:str}/cancel", status_code=200, responses=errors(*ADMIN_ID, 409))
+    async def cancel(self, request: Request, payout_id: FromPath[str]) -> PayoutOut:
+        """Cancel a manual payout that is due and will not be paid by other means (after the host
+        changed its destination, say): the amount stays owed, and the next run pays it to the host's
+        destination. A payout being recorded as paid, or paid through Stripe, is not canceled (409)."""
+        p = _payouts(request)
+        try:
+            row = await p.cancel(payout_id)
         except _REFUSALS as exc:
             raise refused(exc) from None
         return payout_out(row, p.host_name(row.host_id))

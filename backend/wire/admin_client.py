@@ -339,6 +339,9 @@ class AdminClient:
     async def mark_payout_paid(self, payout_id: str, reference: str) -> PayoutOut:
         return await self._call("POST", f"/payouts/{payout_id}/mark-paid", PayoutOut, body=MarkPaid(reference))
 
+    async def cancel_payout(self, payout_id: str) -> PayoutOut:
+        return await self._call("POST", f"/payouts/{payout_id}/cancel", PayoutOut)
+
     async def host_payout(self, host_id: str) -> HostPayoutOut:
         return await self._call("GET", f"/hosts/{host_id}/payout", HostPayoutOut)
 

@@ -112,6 +112,31 @@ class PayoutRecords:
                                    .values(updated_us=self.clock.now_us(), **values))
         return r.rowcount == 1
 
+    async def claim_reference(self, payout_id: str, reference: str) -> bool:
+        """Take a pending manual payout for the operator's `reference` before it is posted: True if it
+        is now this reference's (or already was: the same reference told again). Two references at
+        once, or a cancel at the same moment, cannot both have it (the database decides)."""
+        async with self.engine.begin() as conn:
+            r = await conn.execute(update(_P).where(_P.c.id == payout_id, _P.c.state == "pending",
+                                                    _P.c.method == "manual", _P.c.reference.in_(("", reference)))
+                                   .values(reference=reference, updated_us=self.clock.now_us()))
+        return r.rowcount == 1
+
+    async def release_reference(self, payout_id: str, reference: str) -> None:
+        """Give back a payout taken for `reference` whose posting was refused (nothing was posted)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(_P).where(_P.c.id == payout_id, _P.c.state == "pending",
+                                                _P.c.reference == reference)
+                               .values(reference="", updated_us=self.clock.now_us()))
+
+    async def cancel_manual(self, payout_id: str, failure: str) -> bool:
+        """Cancel a pending manual payout nobody is recording as paid: True if this call did."""
+        async with self.engine.begin() as conn:
+            r = await conn.execute(update(_P).where(_P.c.id == payout_id, _P.c.state == "pending",
+                                                    _P.c.method == "manual", _P.c.reference == "")
+                                   .values(state="canceled", failure=failure, updated_us=self.clock.now_us()))
+        return r.rowcount == 1
+
     async def attempted(self, payout_id: str, failure: str = "") -> None:
         async with self.engine.begin() as conn:
             await conn.execute(update(_P).where(_P.c.id == payout_id)

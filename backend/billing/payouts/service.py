@@ -206,11 +206,21 @@ class HostPayouts:
         await self._paid(p, transfer.get("id"), "stripe", "", result)
 
     async def _transfer(self, p: PayoutRow) -> dict:
-        """The payout's Stripe transfer: the one Stripe already made for it, else a new one."""
+        """The payout's Stripe transfer: the one Stripe already made for it, else a new one.
+
+        Only Stripe's refusal to create the transfer can fail the payout (the next one is new): an
+        error while finding what Stripe already made (a rolled key, a 4xx) leaves it pending, since
+        failing a payout Stripe had paid would pay the host again."""
         self.gateway.require()
-        found = await self.gateway.transfers_in_group(p.id)
+        try:
+            found = await self.gateway.transfers_in_group(p.id)
+        except StripeUnavailable as exc:
+            raise StripeUnavailable(str(exc), retryable=True) from None
         if found:
             return found[0]
+        if p.stripe_transfer_id:
+            raise StripeUnavailable(f"Stripe made transfer {p.stripe_transfer_id} for it but does not list it in "
+                                    f"its transfer group yet", retryable=True)
         return await self.gateway.create_transfer(
             amount_cents=p.amount // policy.NANO_PER_CENT, destination=p.destination, transfer_group=p.id,
             metadata={"payout_id": p.id, "host_id": p.host_id}, idempotency_key=p.id)
@@ -273,16 +283,52 @@ class HostPayouts:
             raise PayoutNotFound(f"no payout {payout_id!r}")
         if p.state == "paid" and p.reference == reference:
             return p
-        if p.state != "pending":
-            said = f" (reference {p.reference!r})" if p.reference else ""
-            raise PayoutConflict(f"payout {p.id} is {p.state}{said}")
-        if p.method != "manual":
+        if p.state == "pending" and p.method != "manual":
             raise PayoutConflict(f"payout {p.id} is paid through Stripe by the payout loop, not by hand")
+        # Taken for this reference first: a second reference, or a cancel, at the same moment finds it taken.
+        if not await self.records.claim_reference(p.id, reference):
+            p = await self.records.payout(payout_id) or p
+            if p.state == "paid" and p.reference == reference:
+                return p
+            said = f" (reference {p.reference!r})" if p.reference else ""
+            what = "being recorded as paid" if p.state == "pending" else p.state
+            raise PayoutConflict(f"payout {p.id} is {what}{said}")
+        # A refusal writes nothing: the payout is given back. A stop before the answer leaves it taken
+        # for this reference, which finishes it when told again (the posting's key allows one posting).
         try:
             await self._post(p)
-        except InsufficientFunds as exc:
-            raise PayoutConflict(f"the host's payable cannot cover payout {p.id}: {exc}") from None
+        except LedgerError as exc:
+            await self.records.release_reference(p.id, reference)
+            if isinstance(exc, InsufficientFunds):
+                raise PayoutConflict(f"the host's payable cannot cover payout {p.id}: {exc}") from None
+            raise
         await self._paid(p, None, by, reference, RunResult())
+        done = await self.records.payout(p.id)
+        assert done is not None
+        return done
+
+    async def cancel(self, payout_id: str, by: str = "operator") -> PayoutRow:
+        """Cancel a manual payout that is due and will not be paid by other means; the amount stays
+        owed, and the next run pays it to the host's destination then. A payout being recorded as
+        paid, or one the loop pays through Stripe, cannot be canceled."""
+        p = await self.records.payout(payout_id)
+        if p is None:
+            raise PayoutNotFound(f"no payout {payout_id!r}")
+        if p.state == "canceled":
+            return p
+        if p.state == "pending" and p.method != "manual":
+            raise PayoutConflict(f"payout {p.id} is paid through Stripe by the payout loop: it cannot be canceled")
+        if not await self.records.cancel_manual(p.id, f"canceled by {by}"):
+            p = await self.records.payout(payout_id) or p
+            if p.state == "canceled":
+                return p
+            said = f" (reference {p.reference!r})" if p.reference else ""
+            what = "being recorded as paid" if p.state == "pending" else p.state
+            raise PayoutConflict(f"payout {p.id} is {what}{said}")
+        self._event("billing.payout_canceled", p.host_id,
+                    f"payout {p.id} of {usd(p.amount)} to host {self.host_name(p.host_id)} canceled by {by}")
+        if self.supervisor is not None:
+            self.supervisor.wake(LOOP)
         done = await self.records.payout(p.id)
         assert done is not None
         return done
@@ -290,8 +336,13 @@ class HostPayouts:
     async def configure(self, host_id: str, *, by: str, threshold: object = KEEP, method: object = KEEP,
                         stripe_account: object = KEEP) -> SettingsRow:
         """Change a host's threshold (nano-USD, or None for the default) and destination. Giving a
-        Stripe account makes Stripe the destination. A manual payout not yet paid is canceled when
-        the destination changes (the next run pays through the new one)."""
+        Stripe account makes Stripe the destination.
+
+        A manual payout not yet paid is canceled when the operator changes the destination (the
+        next run pays through the new one), unless it is being recorded as paid. When the host
+        changes it, the payout stays due: the operator may be paying it by other means right now,
+        and canceling it would have the new destination pay the same money again. The operator marks
+        it paid or cancels it (`tokenmill payouts cancel`); then the new destination takes over."""
         self._host_name(host_id)
         old = await self.records.settings(host_id)
         values: dict = {}
@@ -317,8 +368,15 @@ class HostPayouts:
         if after != before:
             values.update(failures=0, next_attempt_us=0)  # a new destination is tried at once
             for p in await self.records.pending(host_id):
-                if p.method == "manual" and await self.records.update(
-                        p.id, state="canceled", failure=f"destination changed to {after[0]} by {by}"):
+                if p.method != "manual":
+                    continue
+                if by != "operator":
+                    self._event("billing.payout_due", host_id,
+                                f"host {self.host_name(host_id)} changed its payout destination to {after[0]}; "
+                                f"payout {p.id} of {usd(p.amount)} stays due by other means: mark it paid or "
+                                f"cancel it (`tokenmill payouts cancel {p.id}`), then payouts go to the new "
+                                f"destination", "warning")
+                elif await self.records.cancel_manual(p.id, f"destination changed to {after[0]} by {by}"):
                     self._event("billing.payout_canceled", host_id,
                                 f"payout {p.id} of {usd(p.amount)} canceled: the destination changed")
         row = await self.records.save_settings(host_id, by=by, **values)
@@ -350,6 +408,8 @@ class HostPayouts:
                     threshold: int, next_run_us: int | None) -> str:
         now = self.clock.now_us()
         if pending is not None:
+            if pending.method == "manual" and pending.reference:
+                return f"{usd(pending.amount)} being recorded as paid ({pending.id}, reference {pending.reference!r})"
             if pending.method == "manual":
                 return f"{usd(pending.amount)} due ({pending.id}): the operator pays it and records it"
             if s is not None and s.next_attempt_us > now:

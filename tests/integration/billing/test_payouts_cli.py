@@ -8,7 +8,7 @@ import argparse
 import asyncio
 
 from hostkit.payout_command import cmd_payout
-from tests.integration.billing.payouts_helpers import ACCOUNT, USD, earn, enrolled_host, payout_postings
+from tests.integration.billing.payouts_helpers import ACCOUNT, USD, earn, enrolled_host, payable, payout_postings
 from tests.integration.test_invoices_api import tokenmill
 from tests.router_harness import Router
 
@@ -45,3 +45,13 @@ async def test_a_host_and_the_operator_set_and_pay_through_the_commands(router: 
     assert rc == 0 and due["id"] in out and "SEPA #77" in out, out
     rc, out = await tokenmill(router, tmp_path, "payouts", "mark-paid", due["id"], "--reference", "other")
     assert rc == 1 and "(409, payout_conflict)" in out, out
+
+    # A manual payout the operator will not pay by hand is canceled; the amount stays owed.
+    await earn(router, client_id, host_id, 3 * USD)
+    await tokenmill(router, tmp_path, "payouts", "run")
+    [due] = (await router.http.get("/admin/payouts", params={"state": "pending"}, headers=router.admin)).json()
+    rc, out = await tokenmill(router, tmp_path, "payouts", "cancel", due["id"])
+    assert rc == 0 and f"payout {due['id']} of $3.00 to host gpu-1 canceled: the amount stays owed" in out, out
+    assert payable(router, host_id) == 3 * USD
+    rc, out = await tokenmill(router, tmp_path, "payouts", "cancel", "po_nope")
+    assert rc == 1 and "(404, not_found)" in out, out
