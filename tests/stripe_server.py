@@ -1,9 +1,11 @@
 """A small Stripe on loopback: real HTTP answering Stripe's documented shapes for what tokenmill
 calls, so the real `stripe` library runs its real code path against it (base_addresses["api"]).
 
-It keeps customers, Checkout sessions, PaymentIntents, charges, refunds, disputes and transfers to
-connected accounts (host payouts; listed by transfer_group) in memory;
-honours Idempotency-Key (the same key on the same path answers what it answered the first time);
+It keeps customers, Checkout sessions, PaymentIntents (listed by customer), charges, refunds, disputes
+and transfers to connected accounts (host payouts; listed by transfer_group) in memory;
+honours Idempotency-Key (the same key on the same path answers what it answered the first time,
+until `forget_idempotency_keys()`: Stripe keeps them for 24 hours); fakes Stripe in trouble (503s,
+and 500s whose result is indeterminate: the charge may have been made, the 500 is replayed);
 declines an off-session charge when told to (Stripe's card_error JSON with HTTP 402); and sends
 webhook events to the router signed with Stripe's algorithm (t=..., v1=HMAC-SHA256(secret,
 f"{t}.{payload}")). Events are queued, not sent, until the test says `deliver()`, so a test decides
@@ -76,6 +78,36 @@ def _error(status: int, kind: str, message: str, **extra) -> web.Response:
     return web.json_response({"error": {"type": kind, "message": message, **extra}}, status=status)
 
 
+def _no_retry(status: int) -> dict[str, str]:
+    """Stripe's header on a 5xx that asking again cannot change (the library then does not)."""
+    return {"Stripe-Should-Retry": "false"} if status >= 500 else {}
+
+
+def _trouble(status: int) -> web.Response:
+    return web.json_response({"error": {"type": "api_error", "message": "Stripe is having trouble."}},
+                             status=status, headers=_no_retry(status))
+
+
+def _created_in(created: int, bounds: object) -> bool:
+    """Stripe's `created` filter: a timestamp, or created[gte|gt|lte|lt]."""
+    if bounds is None:
+        return True
+    if not isinstance(bounds, dict):
+        return created == int(str(bounds))
+    tests = {"gte": created.__ge__, "gt": created.__gt__, "lte": created.__le__, "lt": created.__lt__}
+    return all(tests[op](int(v)) for op, v in bounds.items() if op in tests)
+
+
+def _page(url: str, data: list[dict], p: dict) -> dict:
+    """One page of a Stripe list, newest first: `limit` (10 by default) after `starting_after`."""
+    data = sorted(reversed(data), key=lambda o: o["created"], reverse=True)
+    if p.get("starting_after"):
+        ids = [o["id"] for o in data]
+        data = data[ids.index(p["starting_after"]) + 1:] if p["starting_after"] in ids else []
+    limit = int(p.get("limit") or 10)
+    return {"object": "list", "url": url, "has_more": len(data) > limit, "data": copy.deepcopy(data[:limit])}
+
+
 @dataclass
 class StripeServer:
     api_key: str = API_KEY
@@ -97,6 +129,13 @@ class StripeServer:
     intents_gate: asyncio.Event | None = None
     # How many of the next POST /v1/payment_intents answer 503 (Stripe in trouble, nothing done or saved).
     unavailable: int = 0
+    # How many of the next POST /v1/payment_intents make the charge (its events queued) but answer 500,
+    # the answer kept for the Idempotency-Key (Stripe replays it): an indeterminate error.
+    intents_lost_answers: int = 0
+    # How many of the next POST /v1/payment_intents answer 500 having made nothing, kept for the key too.
+    intents_errors: int = 0
+    # How many of the next GET /v1/payment_intents (the list) answer 503.
+    intents_list_unavailable: int = 0
     transfers: dict[str, dict] = field(default_factory=dict)  # money sent to connected accounts
     # How many of the next POST /v1/transfers answer 503 (nothing done or saved).
     transfers_unavailable: int = 0
@@ -143,19 +182,31 @@ class StripeServer:
         if request.method == "POST" and key:
             done = self._idempotent.get((request.path, key))
             if done is not None:
-                return web.json_response(done[1], status=done[0], headers={"Idempotent-Replayed": "true"})
-        if self.intents_gate is not None and request.path == "/v1/payment_intents":
+                return web.json_response(done[1], status=done[0],
+                                         headers={"Idempotent-Replayed": "true", **_no_retry(done[0])})
+        intents = request.path == "/v1/payment_intents"
+        if self.intents_gate is not None and intents and request.method == "POST":
             await self.intents_gate.wait()
         if request.method == "POST" and request.path == "/v1/transfers":
             return await self._transfer_call(params, key)
-        if self.unavailable and request.path == "/v1/payment_intents":
+        if self.unavailable and intents and request.method == "POST":
             self.unavailable -= 1
-            return web.json_response({"error": {"type": "api_error", "message": "Stripe is having trouble."}},
-                                     status=503, headers={"Stripe-Should-Retry": "false"})
-        status, body = self._answer(request.method, request.path, params)
+            return _trouble(503)
+        if self.intents_list_unavailable and intents and request.method == "GET":
+            self.intents_list_unavailable -= 1
+            return _trouble(503)
+        if (self.intents_lost_answers or self.intents_errors) and intents and request.method == "POST":
+            if self.intents_lost_answers:
+                self.intents_lost_answers -= 1
+                self._answer(request.method, request.path, params)  # made; its answer is lost
+            else:
+                self.intents_errors -= 1
+            status, body = 500, {"error": {"type": "api_error", "message": "An unknown error occurred."}}
+        else:
+            status, body = self._answer(request.method, request.path, params)
         if request.method == "POST" and key:
             self._idempotent[(request.path, key)] = (status, body)
-        return web.json_response(body, status=status)
+        return web.json_response(body, status=status, headers=_no_retry(status))
 
     def _answer(self, method: str, path: str, p: dict) -> tuple[int, dict]:
         parts = path.strip("/").split("/")
@@ -171,6 +222,10 @@ class StripeServer:
                     and p.get("destination") in (None, t["destination"])]
             data.sort(key=lambda t: t["created"], reverse=True)
             return 200, {"object": "list", "url": "/v1/transfers", "has_more": False, "data": copy.deepcopy(data)}
+        if method == "GET" and path == "/v1/payment_intents":
+            data = [pi for pi in self.intents.values()
+                    if p.get("customer") in (None, pi["customer"]) and _created_in(pi["created"], p.get("created"))]
+            return 200, _page("/v1/payment_intents", data, p)
         if method == "GET" and path == "/v1/refunds":
             data = [r for r in self.refunds.values() if r["charge"] == p.get("charge")]
             return 200, {"object": "list", "url": "/v1/refunds", "has_more": False, "data": copy.deepcopy(data)}
@@ -354,6 +409,13 @@ class StripeServer:
 
     def posts(self, path: str) -> list[tuple[str, str, dict, str | None]]:
         return [c for c in self.calls if c[0] == "POST" and c[1] == path]
+
+    def gets(self, path: str) -> list[tuple[str, str, dict, str | None]]:
+        return [c for c in self.calls if c[0] == "GET" and c[1] == path]
+
+    def forget_idempotency_keys(self) -> None:
+        """A day has passed: Stripe no longer remembers any Idempotency-Key (a request with one is new)."""
+        self._idempotent.clear()
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backend.ledger import chart
 from backend.ledger.errors import IdempotencyConflict, InsufficientFunds, UnknownAccount
@@ -76,14 +76,31 @@ class CreditMoves:
                 return await self._stored(key) or 0
         return 0
 
-    async def reverse(self, client_id: str, payment_id: str, key: str, amount: int, code: str) -> tuple[int, int]:
+    async def reversed_before(self, payment_id: str, *, but: tuple[str, ...] = ()) -> int:
+        """What refunds and disputes took back of a payment so far (from credit and as owed), keys
+        in `but` left out."""
+        codes = ("stripe_refund", "stripe_dispute", "receivable")
+        q = select(func.coalesce(func.sum(_T.c.amount), 0)).where(_T.c.ref == payment_id, _T.c.code.in_(codes))
+        if but:
+            q = q.where(_T.c.key.not_in(but))
+        async with self.ledger.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar() or 0)
+
+    async def reverse(self, client_id: str, payment_id: str, key: str, amount: int, code: str, *,
+                      credited: int) -> tuple[int, int]:
         """Take `amount` back from the client (a refund or dispute, `code`): from its available
-        credit as far as it goes, the rest recorded as owed. Returns (from credit, owed)."""
+        credit as far as it goes, the rest recorded as owed. Returns (from credit, owed).
+
+        Never more than the payment `credited` less what was taken back of it before: a charge
+        refunded and then disputed too (Stripe may debit us for both) takes the money back from the
+        client once; the rest is the operator's loss, not the client's debt."""
         client = chart.client_account(client_id)
         owed_key = f"{key}:receivable"
         taken = await self._stored(key)
         if taken is None and await self._stored(owed_key) is not None:
             taken = 0  # an earlier attempt found no credit to take and recorded it all as owed
+        # What is left of the payment besides this move: the same figure when a retry finishes it.
+        amount = min(amount, max(credited - await self.reversed_before(payment_id, but=(key, owed_key)), 0))
         if taken is None:
             taken = 0
             for _ in range(_TRIES):

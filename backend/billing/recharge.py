@@ -13,6 +13,17 @@ re-arms it: after a success that left the client still below the threshold, the 
 recharges again (within the monthly cap); after a decline the next request below the threshold
 tries again, and `recharge_max_failures` failures in a row turn auto-recharge off and say why, so a
 declined card is tried a few times, not on every request.
+
+Only an answer from Stripe that it made no charge fails a recharge: a decline, or a request it
+refused (4xx). When Stripe cannot be reached, or answers 5xx (its result is then indeterminate: it
+may have charged the card, and its idempotency layer replays the same 500), the outcome is unknown:
+the recharge stays in flight (no second one for the client, and it counts against the monthly cap)
+and Stripe is asked what it did, by listing the customer's PaymentIntents and finding the one whose
+metadata names our payment, never by creating one. Found, it is acted on as a fresh answer would be;
+not found, Stripe made no charge and the recharge fails (one failure). Until the list answers it is
+asked again in the background. A run that starts with a recharge left in flight asks the same way
+first, and only if Stripe made none asks to create it again with the same idempotency key (Stripe
+keeps those for a day only, so asking again blindly after a day could charge twice).
 """
 
 from __future__ import annotations
@@ -38,8 +49,13 @@ log = logging.getLogger(__name__)
 
 SAVE_A_CARD = "top up once through POST /v1/billing/checkout to save a card"
 # Seconds between asking Stripe again for a recharge it could not be reached for (the library has
-# already retried twice): then the recharge fails and counts as one failure.
+# already retried twice): then its outcome is unknown and Stripe's list of the customer's
+# PaymentIntents is asked what it did, with the same waits between tries, then the last one again
+# and again until it answers.
 RETRY_S = (5.0, 30.0, 120.0)
+# Stripe's clock and ours may differ: the list is asked from this long before the payment was made.
+CLOCK_SLACK_S = 3600
+CHARGED = ("succeeded", "processing")  # a PaymentIntent that took (or is taking) the money
 
 
 @dataclass(slots=True)
@@ -63,15 +79,16 @@ class AutoRecharge:
         self.retry_s = RETRY_S
 
     async def load(self) -> None:
-        """The enabled plans; a recharge left in flight by a previous run is asked of Stripe again
-        with the same idempotency key (Stripe answers with what it did the first time)."""
+        """The enabled plans; a recharge left in flight by a previous run without Stripe's answer is
+        looked for at Stripe (it may have charged the card), and asked for again with the same
+        idempotency key only if Stripe made none."""
         for row in await self.records.enabled_billing():
             self._plans[row.client_id] = Plan(row.recharge_threshold, row.recharge_amount,
                                               busy=row.recharge_in_flight is not None)
         for row in await self.records.in_flight():
             pay = await self.records.payment(row.recharge_in_flight or "")
             if pay is not None and pay.status == "open" and pay.payment_intent_id is None:
-                self._spawn(self._charge(pay, row))
+                self._spawn(self._resume(pay, row))
 
     async def close(self) -> None:
         self._closed = True
@@ -146,9 +163,31 @@ class AutoRecharge:
         await self._charge(pay, row)
         return True
 
+    async def _resume(self, pay: PaymentRow, row: BillingRow) -> None:
+        """A recharge a previous run left in flight without Stripe's answer: look for it at Stripe
+        first; only if Stripe made none, ask for it again with the same idempotency key."""
+        try:
+            self._event("billing.recharge_unknown", pay.client_id,
+                        f"auto-recharge of {format_usd(pay.amount, places=2)} ({pay.idempotency_key}) was left in "
+                        f"flight by the last run without Stripe's answer: asking Stripe what it did", "warning")
+            asked, pi = await self._look_up(pay, row)
+            if not asked:
+                return
+            if pi is not None:
+                await self._found(pay, pi)
+                return
+            self._event("billing.recharge_resumed", pay.client_id,
+                        f"auto-recharge of {format_usd(pay.amount, places=2)}: Stripe made no charge for it: "
+                        f"asking again with the same key ({pay.idempotency_key})")
+            await self._charge(pay, row)
+        except Exception as exc:  # a background task: say it, never lose it
+            log.exception("auto-recharge %s could not be resumed", pay.id)
+            self._event("billing.recharge_failed", pay.client_id,
+                        f"auto-recharge {pay.id} left in flight could not be resumed: {exc}", "error")
+
     async def _charge(self, pay: PaymentRow, row: BillingRow) -> None:
         """Ask Stripe to charge the saved card; its answer now is a decline (recorded) or a
-        PaymentIntent whose success the webhook will credit."""
+        PaymentIntent whose success the webhook will credit. No answer: see `_unknown`."""
         try:
             pi = await self._ask(pay, row)
         except CardDeclined as exc:
@@ -156,9 +195,79 @@ class AutoRecharge:
             status = "requires_action" if exc.code == "authentication_required" else "failed"
             await self.failed(pay, status, exc.message, payment_intent_id=pi_id)
             return
-        except (StripeUnavailable, NotConfigured) as exc:
-            await self.failed(pay, "failed", str(exc))
+        except StripeUnavailable as exc:
+            if exc.retryable:  # it may have charged the card: never a failure on that alone
+                await self._unknown(pay, row, str(exc))
+            else:  # Stripe refused the request as such: it made no charge
+                await self.failed(pay, "failed", str(exc), what="was refused by Stripe")
             return
+        except NotConfigured as exc:
+            await self.failed(pay, "failed", str(exc), what="could not be asked of Stripe")
+            return
+        await self._act(pay, pi)
+
+    async def _unknown(self, pay: PaymentRow, row: BillingRow, cause: str) -> None:
+        """Stripe gave no answer to the charge after every try: it may have made it. The recharge
+        stays in flight (and in the monthly cap) while Stripe's list says what it did."""
+        self._event("billing.recharge_unknown", pay.client_id,
+                    f"auto-recharge of {format_usd(pay.amount, places=2)} ({pay.idempotency_key}): outcome unknown "
+                    f"after {len(self.retry_s) + 1} tries ({cause}): asking Stripe what it did; it stays in "
+                    f"flight meanwhile", "warning")
+        asked, pi = await self._look_up(pay, row)
+        if not asked:
+            return
+        if pi is not None:
+            await self._found(pay, pi)
+            return
+        await self.failed(pay, "failed", f"Stripe made no charge ({cause})", what="failed")
+
+    async def _look_up(self, pay: PaymentRow, row: BillingRow) -> tuple[bool, dict | None]:
+        """Stripe's PaymentIntent for `pay`, asked until Stripe's list answers: (True, it or None
+        when Stripe made none). (False, None) if the payment stopped being open, or got its
+        PaymentIntent, meanwhile (the webhook told us): nothing is left to find out."""
+        waits = tuple(self.retry_s) or RETRY_S
+        tries = 0
+        while True:
+            now = await self.records.payment(pay.id)
+            if now is None or now.status != "open" or now.payment_intent_id:
+                return False, None
+            try:
+                return True, await self._find(pay, row)
+            except StripeUnavailable as exc:
+                wait_s = waits[min(tries, len(waits) - 1)]
+                log.warning("auto-recharge %s: Stripe's list of PaymentIntents did not answer: %s; asking again "
+                            "in %g s", pay.id, exc, wait_s)
+                if tries == 0:  # said once; each later try is logged
+                    self._event("billing.recharge_unknown", pay.client_id,
+                                f"auto-recharge of {format_usd(pay.amount, places=2)}: could not ask Stripe what "
+                                f"it did ({exc}): asking again until it answers; it stays in flight meanwhile",
+                                "warning" if exc.retryable else "error")
+                tries += 1
+                await self.clock.sleep(wait_s)
+
+    async def _find(self, pay: PaymentRow, row: BillingRow) -> dict | None:
+        """The PaymentIntent Stripe made for `pay` (its metadata names it), or None: one list call."""
+        if not row.stripe_customer_id:
+            return None  # no customer to charge: Stripe refused any create (400)
+        since = pay.created_us // 1_000_000 - CLOCK_SLACK_S
+        intents = await self.gateway.payment_intents_of(row.stripe_customer_id, since)
+        mine = [pi for pi in intents if (pi.get("metadata") or {}).get("payment_id") == pay.id]
+        if len(mine) > 1:
+            log.error("auto-recharge %s: Stripe holds %d PaymentIntents for it: %s", pay.id, len(mine),
+                      ", ".join(str(pi.get("id")) for pi in mine))
+        charged = [pi for pi in mine if pi.get("status") in CHARGED]
+        return (charged or mine or [None])[0]
+
+    async def _found(self, pay: PaymentRow, pi: dict) -> None:
+        self._event("billing.recharge_found", pay.client_id,
+                    f"auto-recharge of {format_usd(pay.amount, places=2)}: Stripe did make it, PaymentIntent "
+                    f"{pi.get('id')} ({pi.get('status')})"
+                    + ("; the webhook credits it" if pi.get("status") in CHARGED else ""))
+        await self._act(pay, pi)
+
+    async def _act(self, pay: PaymentRow, pi: dict) -> None:
+        """Stripe's PaymentIntent for the recharge: recorded; a decline in it is recorded as one,
+        a success waits for the webhook, which credits it."""
         await self.records.fill_payment(pay.id, payment_intent_id=pi.get("id"))
         status = pi.get("status")
         if status == "requires_action":
@@ -190,8 +299,10 @@ class AutoRecharge:
             metadata={"client_id": pay.client_id, "payment_id": pay.id, "kind": "recharge"})
 
     # ---------------------------------------------------------------- outcomes
-    async def failed(self, pay: PaymentRow, status: str, message: str, *, payment_intent_id: str | None = None) -> bool:
-        """A recharge Stripe did not take. Counted once per payment, however many times it is told."""
+    async def failed(self, pay: PaymentRow, status: str, message: str, *, payment_intent_id: str | None = None,
+                     what: str | None = None) -> bool:
+        """A recharge Stripe did not take. Counted once per payment, however many times it is told.
+        `what` says how, in the event ("was declined" unless told)."""
         if not await self.records.update_payment(pay.id, only_from=("open",), status=status, failure=message):
             return False
         if payment_intent_id:
@@ -199,7 +310,7 @@ class AutoRecharge:
         cb = self.records.cb
         await self.records.update_billing(pay.client_id, cb.recharge_in_flight == pay.id, recharge_in_flight=None)
         await self.records.update_billing(pay.client_id, recharge_failures=cb.recharge_failures + 1)
-        what = "needs authentication" if status == "requires_action" else "was declined"
+        what = what or ("needs authentication" if status == "requires_action" else "was declined")
         self._event(f"billing.recharge_{'requires_action' if status == 'requires_action' else 'failed'}",
                     pay.client_id, f"auto-recharge of {format_usd(pay.amount, places=2)} {what}: {message}", "warning")
         row = await self.records.billing(pay.client_id)
@@ -216,11 +327,18 @@ class AutoRecharge:
             plan.busy, plan.armed = False, True  # the next request below the threshold tries again
         return True
 
-    async def succeeded(self, pay: PaymentRow) -> None:
+    async def succeeded(self, pay: PaymentRow, *, new: bool = True) -> None:
         """A payment the webhook credited (a recharge, or a Checkout top-up that may have saved a new
-        card): the count of failures starts again; a recharge's end re-arms the trigger."""
+        card): the count of failures starts again; a recharge's end re-arms the trigger.
+
+        `new` False: the payment was credited before (Stripe's other event about it, or a late
+        retry). It is news only if it is still the recharge in flight (a stop came between its
+        credit and this); otherwise it must not reset a count of declines that came after it."""
         cb = self.records.cb
-        await self.records.update_billing(pay.client_id, cb.recharge_in_flight == pay.id, recharge_in_flight=None)
+        ended = await self.records.update_billing(pay.client_id, cb.recharge_in_flight == pay.id,
+                                                  recharge_in_flight=None)
+        if not (new or ended):
+            return
         await self.records.update_billing(pay.client_id, cb.recharge_failures > 0, recharge_failures=0)
         plan = self._plans.get(pay.client_id)
         if plan is not None:

@@ -105,6 +105,22 @@ class StripeGateway:
     async def payment_intent(self, pi_id: str) -> dict:
         return await self._call("read the PaymentIntent", self._v1().payment_intents.retrieve_async(pi_id))
 
+    async def payment_intents_of(self, customer: str, created_gte: int) -> list[dict]:
+        """The customer's PaymentIntents created at or after `created_gte` (Unix seconds), every page:
+        how a recharge whose answer was lost (or a run after a crash) learns what Stripe did, by
+        the metadata it was created with (idempotency keys expire after a day; the PaymentIntent
+        does not)."""
+        params: dict[str, Any] = {"customer": customer, "created": {"gte": created_gte}, "limit": 100}
+        found: list[dict] = []
+        while True:
+            page = await self._call("list the customer's PaymentIntents",
+                                    self._v1().payment_intents.list_async(params=params))
+            data = list(page.get("data") or [])
+            found.extend(data)
+            if not page.get("has_more") or not data:
+                return found
+            params = {**params, "starting_after": data[-1]["id"]}
+
     async def charge(self, charge_id: str) -> dict:
         return await self._call("read the charge", self._v1().charges.retrieve_async(charge_id))
 

@@ -45,11 +45,30 @@ def _id(value: object) -> str | None:
 
 
 def _signed_at(header: str) -> int:
+    """The timestamp the library verified the signature with: the first item named exactly "t",
+    read as the library reads it. Read any other way (spaces stripped, say), a header could carry a
+    fresh "t" for the age check beside the old one an old, captured signature was made with."""
     for item in header.split(","):
-        name, _, value = item.strip().partition("=")
+        name, _, value = item.partition("=")
         if name == "t":
             return int(value)
     raise ValueError("no t=")
+
+
+def _usd_cents(obj: dict, field: str) -> tuple[int | None, str | None]:
+    """`obj`'s `field` in US cents: (cents, None); (None, None) when Stripe did not say; (None,
+    why) when it is in another currency that Stripe did not convert from USD for us. We ask for USD,
+    but a Checkout session shown in the client's currency (Stripe's Adaptive Pricing) carries its
+    amounts in that currency, the USD ones under `currency_conversion`."""
+    currency = str(obj.get("currency") or "usd").lower()
+    amount = obj.get(field)
+    if currency == "usd":
+        return (amount if isinstance(amount, int) and not isinstance(amount, bool) else None), None
+    conv = obj.get("currency_conversion")
+    if isinstance(conv, dict) and str(conv.get("source_currency") or "").lower() == "usd" \
+            and isinstance(conv.get(field), int) and not isinstance(conv.get(field), bool):
+        return conv[field], None
+    return None, f"Stripe reports {amount} in {currency.upper()} (the smallest unit), not US cents"
 
 
 class StripeWebhook:
@@ -146,7 +165,7 @@ class StripeWebhook:
             if card:
                 await self.records.ensure_billing(pay.client_id)
                 await self.records.update_billing(pay.client_id, payment_method_id=card)
-        await self.recharge.succeeded(pay)
+        await self.recharge.succeeded(pay, new=new)
         if not new:
             return f"already credited ({pay.id})"
         self._event("billing.payment_succeeded", pay,
@@ -173,8 +192,18 @@ class StripeWebhook:
                 intent = await self._intent(pi_id)
             except StripeUnavailable as exc:
                 log.warning("the card of %s is saved later: %s", pay.id, exc)
-        amount = session.get("amount_total")
-        return await self._paid(pay, amount * NANO_PER_CENT if isinstance(amount, int) else pay.amount, intent)
+        cents, foreign = _usd_cents(session, "amount_total")
+        if foreign:
+            return self._not_usd(pay, foreign)
+        return await self._paid(pay, cents * NANO_PER_CENT if cents is not None else pay.amount, intent)
+
+    def _not_usd(self, pay: PaymentRow, why: str) -> str:
+        """A payment whose amount is not in USD: credit nothing rather than a wrong figure; the
+        operator checks it in Stripe's dashboard and grants the credit by hand."""
+        message = (f"payment {pay.id} of {pay.client_id} was not credited: {why}; check it in Stripe's dashboard "
+                   f"and grant the credit by hand")
+        self._event("billing.payment_not_credited", pay, message, "error")
+        return f"not credited: {why}"
 
     async def _session_closed(self, kind: str, session: dict) -> str:
         pay = await self._payment(metadata=session.get("metadata"), session_id=_id(session.get("id")))
@@ -191,9 +220,13 @@ class StripeWebhook:
         pay = await self._payment(metadata=pi.get("metadata"), pi_id=_id(pi.get("id")))
         if pay is None:
             return "ignored: not a tokenmill payment"
-        received = pi.get("amount_received")
-        return await self._paid(pay, received * NANO_PER_CENT if isinstance(received, int) and received else
-                                pay.amount, pi)
+        cents, foreign = _usd_cents(pi, "amount_received")
+        if foreign and pay.kind == "checkout":
+            # Shown in the client's currency: the session's own event carries the USD amount.
+            return f"waiting: {foreign}; checkout.session.completed credits the USD amount"
+        if foreign:
+            return self._not_usd(pay, foreign)
+        return await self._paid(pay, cents * NANO_PER_CENT if cents else pay.amount, pi)
 
     async def _intent_failed(self, kind: str, pi: dict) -> str:
         pay = await self._payment(metadata=pi.get("metadata"), pi_id=_id(pi.get("id")))
@@ -235,9 +268,11 @@ class StripeWebhook:
         if pay.credited == 0 and pay.status != "succeeded":
             intent = intent or await self._intent(pi_id or pay.payment_intent_id)
             if intent is not None and intent.get("status") == "succeeded":
-                received = intent.get("amount_received")
-                await self._paid(pay, received * NANO_PER_CENT if isinstance(received, int) and received
-                                 else pay.amount, intent)
+                cents, foreign = _usd_cents(intent, "amount_received")
+                if foreign:
+                    self._not_usd(pay, foreign)
+                else:
+                    await self._paid(pay, cents * NANO_PER_CENT if cents else pay.amount, intent)
         return await self.records.payment(pay.id), intent
 
     async def _refunded(self, kind: str, charge: dict) -> str:
@@ -255,13 +290,15 @@ class StripeWebhook:
             if refund.get("status") not in ("succeeded", "pending") or not isinstance(refund.get("amount"), int):
                 continue
             t, o = await self.moves.reverse(pay.client_id, pay.id, f"stripe:{charge_id}:{refund['id']}",
-                                            refund["amount"] * NANO_PER_CENT, "stripe_refund")
+                                            refund["amount"] * NANO_PER_CENT, "stripe_refund", credited=pay.credited)
             taken, owed = taken + t, owed + o
         refunded = charge.get("amount_refunded")
         total = refunded * NANO_PER_CENT if isinstance(refunded, int) else taken + owed
         await self.records.update_payment(pay.id, refunded=max(pay.refunded, total))
         message = (f"{format_usd(taken + owed, places=2)} refunded on {pay.id}: {format_usd(taken, places=2)} from "
                    f"credit, {format_usd(owed, places=2)} owed")
+        if taken + owed < total:
+            message += "; the rest was disputed or refunded already, and is not taken back twice"
         self._event("billing.refunded", pay, message, "warning" if owed else "info")
         return message
 
@@ -272,12 +309,15 @@ class StripeWebhook:
             return "ignored: not a tokenmill payment"
         amount = dispute["amount"] * NANO_PER_CENT
         taken, owed = await self.moves.reverse(pay.client_id, pay.id, f"stripe:{charge_id}:{dispute.get('id')}",
-                                               amount, "stripe_dispute")
+                                               amount, "stripe_dispute", credited=pay.credited)
         await self.records.update_payment(pay.id, disputed=max(pay.disputed, amount))
         # A disputed card is not charged again without the client's word.
         await self.recharge.disable(pay.client_id, f"turned off: payment {pay.id} was disputed "
                                                    f"({dispute.get('reason') or 'no reason given'})")
         message = (f"{format_usd(amount, places=2)} disputed on {pay.id}: {format_usd(taken, places=2)} from credit, "
                    f"{format_usd(owed, places=2)} owed")
+        if taken + owed < amount:
+            message += (f"; {format_usd(amount - taken - owed, places=2)} not taken back from the client: it was "
+                        f"refunded or disputed already (contest the dispute in Stripe's dashboard)")
         self._event("billing.disputed", pay, message, "error")
         return message

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from backend.billing.tables import Payment
 from backend.ledger import chart
 from backend.ledger.queries import check_invariants
-from tests.integration.billing.conftest import MODEL, bearer, paid_checkout
+from tests.integration.billing.conftest import MODEL, bearer, checkout, paid_checkout
 from tests.stripe_server import wait_for
 
 USD = 10**9
@@ -233,3 +233,35 @@ async def test_stripe_out_of_reach_is_asked_again_with_the_same_key(served, stri
     pays = await _recharges(served, client.tm_client_id)
     assert [p["status"] for p in pays] == ["succeeded", "failed"]
     assert "Stripe is having trouble" in pays[1]["failure"]
+
+
+async def test_a_late_event_about_an_old_payment_does_not_reset_the_count(served, stripe_srv):
+    # The top-up is credited by checkout.session.completed; Stripe's other event about it
+    # (payment_intent.succeeded) comes late, after two declines. It was answered "already credited"
+    # and still zeroed the count and recharged at once: five declines in a row, not three.
+    client_id, secret = await served.client_with_key("acme", credit_usd="0")
+    r = await checkout(served, secret, "20.00")
+    assert r.status_code == 201, r.text
+    completed, succeeded, _ = stripe_srv.pay_session(r.json()["url"].rsplit("/", 1)[-1])
+    stripe_srv.pending.clear()
+    assert (await stripe_srv.send(completed)).status_code == 200
+    sdk = openai.AsyncOpenAI(base_url=served.url + "/v1", api_key=secret, max_retries=0)
+    try:
+        stripe_srv.declines.extend(["card_declined"] * 6)
+        await _set(served, secret, auto_recharge=True, threshold_usd="25.00", amount_usd="10.00")
+        await _settled(served)  # decline 1
+        await _ask(sdk)
+        await _settled(served)  # decline 2
+        r = await stripe_srv.send(succeeded)
+        assert r.json()["outcome"].startswith("already credited"), r.text
+        await _settled(served)
+        me = (await served.http.get("/v1/me/billing", headers=bearer(secret))).json()
+        assert me["failures_in_a_row"] == 2 and len(stripe_srv.posts(INTENTS)) == 2
+        for _ in range(3):
+            await _ask(sdk)
+            await _settled(served)
+    finally:
+        await sdk.close()
+    me = (await served.http.get("/v1/me/billing", headers=bearer(secret))).json()
+    assert (me["auto_recharge"], me["failures_in_a_row"]) == (False, 3)
+    assert [p["status"] for p in await _recharges(served, client_id)] == ["failed"] * 3

@@ -104,19 +104,39 @@ async def test_a_dispute_takes_credit_back_and_turns_auto_recharge_off(router, s
     r = await router.http.put("/v1/me/billing", json={"auto_recharge": True, "threshold_usd": "1.00",
                                                       "amount_usd": "10.00"}, headers=bearer(secret))
     assert r.status_code == 200, r.text
-    stripe_srv.dispute(charge, 2500, reason="fraudulent")  # $25 on a $20 charge: the fee is Stripe's matter
+    # $25 on a $20 charge: the client gives back the $20 it paid, not more (the rest is the operator's to contest).
+    stripe_srv.dispute(charge, 2500, reason="fraudulent")
     await stripe_srv.deliver()
     led = router.services.ledger
     assert led.account(chart.client_account(client_id)).balance == 0
-    assert led.account(chart.receivable_account(client_id)).balance == 5 * USD
     dp = next(iter(stripe_srv.disputes))
     moved = await _transfers(router, pay)
     assert moved[f"stripe:{charge}:{dp}"] == ("stripe_dispute", 20 * USD)
-    assert moved[f"stripe:{charge}:{dp}:receivable"] == ("receivable", 5 * USD)
+    assert f"stripe:{charge}:{dp}:receivable" not in moved
     assert (await _payment(router, pay))["disputed"] == 25 * USD
     me = (await router.http.get("/v1/me/billing", headers=bearer(secret))).json()
     assert me["auto_recharge"] is False and "disputed" in me["disabled_reason"]
     assert stripe_srv.posts("/v1/payment_intents") == []  # the disputed card was not charged again
     disputed = [e for e in router.services.events.since(0) if e.kind == "billing.disputed"]
     assert len(disputed) == 1 and isinstance(disputed[0], BillingEvent) and disputed[0].subject == client_id
+    assert "$5.00 not taken back from the client" in disputed[0].message
+    await _sound(router)
+
+
+async def test_a_charge_refunded_and_then_disputed_is_taken_back_once(router, stripe_srv):
+    # Each reversal was taken whole: a full refund and then a dispute of the same $20 left the
+    # client owing $20 more than it ever paid.
+    client_id, _, pay, charge = await _paid(router, stripe_srv)
+    stripe_srv.refund(charge)
+    await stripe_srv.deliver()
+    led = router.services.ledger
+    assert led.account(chart.client_account(client_id)).balance == 0
+    stripe_srv.dispute(charge)
+    await stripe_srv.deliver()
+    moved = await _transfers(router, pay)
+    assert sorted(code for code, _ in moved.values()) == ["stripe_payment", "stripe_refund"], moved
+    assert led.account(chart.client_account(client_id)).balance == 0
+    assert chart.receivable_account(client_id) not in {a.code for a in led.accounts()}
+    [said] = [e for e in router.services.events.since(0) if e.kind == "billing.disputed"]
+    assert "$20.00 not taken back from the client" in said.message
     await _sound(router)

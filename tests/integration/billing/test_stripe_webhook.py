@@ -175,3 +175,41 @@ async def test_an_expired_session_is_canceled(router, stripe_srv):
     assert r.status_code == 200, r.text
     row = await _payment(router, started["payment_id"])
     assert (row["status"], row["credited"]) == ("canceled", 0)
+
+
+async def test_an_old_signature_with_a_fresh_timestamp_beside_it_is_refused(router, stripe_srv):
+    # Stripe's library verifies with the first item named exactly "t"; the age was read with spaces
+    # stripped, so " t=<now>" ahead of the old "t=" made an hour-old captured delivery pass as fresh.
+    client_id, _, _, (completed, _, _) = await _started(router, stripe_srv)
+    payload = json.dumps(completed).encode()
+    old = int(time.time()) - router.services.settings.billing.webhook_tolerance_s - 3600
+    sig = stripe_srv.sign(payload, timestamp=old).split("v1=")[1]
+    r = await stripe_srv.send(completed, signature=f"v1={sig}, t={int(time.time())},t={old}")
+    assert r.status_code == 400 and "s ago" in r.json()["error"]["message"], r.text
+    assert _balance(router, client_id) == 0
+
+
+async def test_an_amount_in_another_currency_is_never_credited_as_cents(router, stripe_srv):
+    # A session shown in yen (Stripe's Adaptive Pricing) carries yen in amount_total: 1500 JPY for
+    # a $10 top-up was credited as $15.00.
+    client_id, _, started, (completed, succeeded, _) = await _started(router, stripe_srv, "10.00")
+    s = completed["data"]["object"]
+    s["currency"], s["amount_total"], s["amount_subtotal"] = "jpy", 1500, 1500
+    pi = succeeded["data"]["object"]
+    pi["currency"], pi["amount_received"], pi["amount"] = "jpy", 1500, 1500
+    r = await stripe_srv.send(succeeded)  # the session's event carries the USD amount, if Stripe converted
+    assert r.status_code == 200 and r.json()["outcome"].startswith("waiting: Stripe reports 1500 in JPY"), r.text
+    r = await stripe_srv.send(completed)
+    assert r.status_code == 200 and r.json()["outcome"].startswith("not credited: Stripe reports 1500 in JPY"), r.text
+    assert _balance(router, client_id) == 0
+    [said] = [e for e in router.services.events.since(0) if e.kind == "billing.payment_not_credited"]
+    assert said.level == "error" and "grant the credit by hand" in said.message
+    # With the USD amount Stripe converted from beside it, the USD amount is credited.
+    completed["id"] += "-converted"
+    s["currency_conversion"] = {"source_currency": "usd", "amount_total": 1000, "amount_subtotal": 1000,
+                                "fx_rate": "150"}
+    r = await stripe_srv.send(completed)
+    assert r.status_code == 200 and r.json()["outcome"].startswith("credited $10.00"), r.text
+    assert _balance(router, client_id) == 10 * USD
+    assert (await _payment(router, started["payment_id"]))["credited"] == 10 * USD
+    await _sound(router)
