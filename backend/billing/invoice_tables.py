@@ -1,7 +1,7 @@
 """Invoice tables: one invoice per client per calendar month (UTC), numbered from one gapless
 sequence, immutable once issued (migration 0009 makes the database refuse UPDATE and DELETE on
-`invoice` and `invoice_line`). Money is integer nano-USD summed exactly; rounding to cents happens
-only where it is shown.
+`invoice` and `invoice_line`; 0013 refuses an `invoice_line` beyond the invoice's `line_count`).
+Money is integer nano-USD summed exactly; rounding to cents happens only where it is shown.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ class InvoiceCounter(SQLModel, table=True):
 
 class Invoice(SQLModel, table=True):
     __tablename__ = "invoice"
-    __table_args__ = (UniqueConstraint("client_id", "period", name="uq_invoice_client_period"),)
+    __table_args__ = (
+        UniqueConstraint("client_id", "period", name="uq_invoice_client_period"),
+        CheckConstraint("line_count >= 0", name="ck_invoice_line_count"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"),
                                                           primary_key=True))
@@ -50,6 +53,9 @@ class Invoice(SQLModel, table=True):
     refunds_total: int = Field(sa_column=_big())  # refunds and disputes taken back
     business_name: str = Field(sa_column=Column(Text, nullable=False))  # the seller, from the settings
     business_address: str = Field(sa_column=Column(Text, nullable=False))
+    # How many lines it was issued with, set in the transaction that inserts them: the database
+    # refuses a line beyond it (migration 0013), so an issued invoice cannot gain lines.
+    line_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 class InvoiceLine(SQLModel, table=True):

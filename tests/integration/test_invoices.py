@@ -6,16 +6,21 @@ write nothing, two generations at once issuing once, and the monthly schedule ca
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
+import io
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from backend.billing.invoice_tables import Invoice, InvoiceCounter, InvoiceLine
 from backend.billing.invoices import InvoiceService, Period, store
-from backend.billing.invoices.service import SCHEDULE
+from backend.billing.invoices.cents import ROUNDING_NOTE
+from backend.billing.invoices.render_csv import render_csv
+from backend.billing.invoices.service import SCHEDULE, RunIncomplete
 from backend.clients.service import ClientDirectory
 from backend.db.engine import make_engine
 from backend.field_errors import FieldError
@@ -262,6 +267,25 @@ async def test_the_database_refuses_to_change_an_issued_invoice(book, engine):
     assert [x.amount for x in stored.lines] == [x.amount for x in acme.lines]
 
 
+async def test_the_database_refuses_a_line_added_to_an_issued_invoice(book, engine):
+    """UPDATE and DELETE are refused (above); an INSERT of a new line into an invoice already issued
+    is refused too (its line_count, set at issue, is full), at a new position or a free one."""
+    await seed_november(book)
+    book.clock.at(2026, 12, 2)
+    (acme, dormant) = (await book.invoices.generate(NOV)).issued
+    for invoice_id, position in ((acme.head.id, 99), (acme.head.id, 0), (dormant.head.id, 1)):
+        with pytest.raises(DBAPIError, match="immutable"):
+            async with engine.begin() as conn:
+                await conn.execute(text(
+                    "INSERT INTO invoice_line (invoice_id, position, kind, description, amount) "
+                    "VALUES (:id, :position, 'usage', 'added after issue', 1000000000)"),
+                    {"id": invoice_id, "position": position})
+    stored = await book.invoices.invoice(acme.head.number)
+    assert [(x.position, x.amount) for x in stored.lines] == [(x.position, x.amount) for x in acme.lines]
+    assert (await book.invoices.invoice(dormant.head.number)).lines == []
+    assert (stored.head.line_count, dormant.head.line_count) == (len(acme.lines), 0) == (5, 0)
+
+
 async def test_dry_runs_write_nothing(book, engine):
     await seed_november(book)
     book.clock.at(2026, 12, 2)
@@ -357,6 +381,74 @@ async def test_the_schedule_invoices_the_previous_month_and_catches_up_missed_2n
     assert await count(engine, InvoiceCounter.__table__) == 1
 
 
+async def test_a_catch_up_before_any_invoice_was_issued_bills_every_missed_month(book, engine):
+    """A young deployment: November has activity, nothing was ever invoiced, and the backend is down
+    over both December 2nd and January 2nd. The supervisor runs the latest missed 2nd (January's)
+    once; the months come from the schedule's own record of its last run, not from the invoices, so
+    November is invoiced too."""
+    await seed_november(book)
+    await run_schedule(book, engine, utc(2026, 11, 20))  # first start ever: the schedule counts from here
+    sup = await run_schedule(book, engine, utc(2027, 1, 10))  # down from Nov 20 over Dec 2nd and Jan 2nd
+    assert sup.info(SCHEDULE).runs == 1
+    periods = sorted({i.period for i in await book.invoices.invoices()})
+    assert periods == ["2026-11", "2026-12"]
+
+
+async def test_a_catch_up_stopped_half_way_finishes_that_month_on_restart(book, engine):
+    """Down over two 2nds; the catch-up run (December, then January) is stopped half way through
+    December (a crash or a shutdown), so the schedule did not record it. On restart the same
+    instant is run again: the clients December's run had not reached yet still get their December
+    invoice, and those it had reached are not invoiced twice."""
+    await seed_november(book)
+    await run_schedule(book, engine, utc(2026, 11, 20))  # first start
+    await run_schedule(book, engine, utc(2026, 12, 2))  # the schedule invoices November
+    assert {i.period for i in await book.invoices.invoices()} == {"2026-11"}
+    # Down from Dec 2 to Feb 10; the catch-up reached acme's December invoice only, then stopped.
+    book.clock.at(2027, 2, 10)
+    preview = await book.invoices.generate(DEC, "all")
+    acme = next(i for i in preview.issued if i.head.client_id == "acme")
+    acme_dec = await store.issue(book.invoices.engine, acme.head, acme.lines, "TM")
+    # Restart: the supervisor runs the latest missed instant, February 2nd, again.
+    sup = await run_schedule(book, engine, utc(2027, 2, 10))
+    assert sup.info(SCHEDULE).runs == 1
+    dec = {i.client_id: i.number for i in await book.invoices.invoices(period=DEC)}
+    assert dec.keys() == {"acme", "dormant"} and dec["acme"] == acme_dec.head.number
+    assert {i.client_id for i in await book.invoices.invoices(period=Period(2027, 1))} == {"acme", "dormant"}
+
+
+async def test_a_scheduled_run_tries_again_an_invoice_that_failed_for_a_passing_reason(book, engine, monkeypatch):
+    """The database is locked while dormant's November invoice is issued: the run invoices the
+    others, then fails, so the supervisor does not record the instant and runs it again after its
+    backoff; dormant is invoiced then, acme is not invoiced twice."""
+    await seed_november(book)
+    await run_schedule(book, engine, utc(2026, 11, 20))  # first start
+    issue, calls = store.issue, []
+
+    async def locked_once(engine_, head, lines, prefix):
+        calls.append(head.client_id)
+        if calls.count("dormant") == 1 and head.client_id == "dormant":
+            raise OperationalError("INSERT INTO invoice", {}, Exception("database is locked"))
+        return await issue(engine_, head, lines, prefix)
+
+    monkeypatch.setattr(store, "issue", locked_once)
+    book.clock.at(2026, 12, 5)  # started after the 2nd: the supervisor runs December 2nd's instant
+    sup = Supervisor(book.clock, None, engine, backoff_base_s=0.01)
+    book.invoices.schedule(sup)
+    sup.start()
+    try:
+        for _ in range(500):
+            if sup.info(SCHEDULE).runs:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await sup.stop()
+    info = sup.info(SCHEDULE)
+    assert (info.runs, info.restarts) == (1, 1)
+    assert info.last_error.startswith(RunIncomplete.__name__) and "2026-11: dormant" in info.last_error
+    assert sorted(i.client_id for i in await book.invoices.invoices(period=NOV)) == ["acme", "dormant"]
+    assert calls == ["acme", "dormant", "dormant"]  # acme was found issued, not issued again
+
+
 async def test_a_refund_beyond_the_balance_is_owed_and_the_balance_goes_negative(book):
     """As the Stripe side posts it (backend/billing/credit_moves.py): the refund takes the available
     credit, the rest is recorded as owed (receivable); a later payment first settles what is owed."""
@@ -387,3 +479,28 @@ async def test_a_refund_beyond_the_balance_is_owed_and_the_balance_goes_negative
     assert (dec.head.opening_balance, dec.head.closing_balance) == (-spent, 20 * USD - spent)
     assert dec.head.closing_balance == book.balance("acme")
     assert book.ledger.account(chart.client_account("acme")).balance == 20 * USD - spent
+
+
+async def test_the_csv_ends_with_a_note_stating_its_rounding(book):
+    """The CSV shows every amount rounded to the cent (amount_usd / effect_usd) beside the exact one;
+    the rounded lines need not add up to the rounded closing balance, so its last row (kind "note")
+    says that it rounds, as the PDF and the JSON do."""
+    book.clock.at(2026, 10, 1)
+    await book.clients.create_client("Acme", "acme")
+    book.clock.at(2026, 11, 2)
+    await book.clients.grant_credit("acme", USD, idempotency_key="g")
+    # Three lines of $0.004 each (three prices): each shows $0.00, together they are $0.012.
+    for i, p in enumerate((4_000_000_000, 2_000_000_000, 1_000_000_000)):
+        book.clock.at(2026, 11, 3 + i)
+        await book.spend("acme", (p, 0), 1_000_000 * 4_000_000 // p, 0)
+    book.clock.at(2026, 12, 2)
+    (inv,) = (await book.invoices.generate(NOV)).issued
+    assert [x.amount for x in inv.lines if x.kind == "usage"] == [4_000_000] * 3
+    rows = list(csv.DictReader(io.StringIO(render_csv(inv).decode())))
+    opening, *lines, closing, note = rows
+    assert (opening["kind"], closing["kind"], note["kind"]) == ("opening_balance", "closing_balance", "note")
+    shown = Decimal(opening["amount_usd"]) + sum(Decimal(r["effect_usd"]) for r in lines)
+    assert (shown, Decimal(closing["amount_usd"])) == (Decimal("1.00"), Decimal("0.99"))  # a cent apart
+    assert (note["invoice_number"], note["description"]) == (inv.head.number, ROUNDING_NOTE)
+    assert opening["amount_nano"] and not any(v for k, v in note.items() if k not in (
+        "invoice_number", "period", "kind", "description"))

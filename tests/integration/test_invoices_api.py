@@ -110,8 +110,9 @@ async def test_the_operator_generates_lists_and_downloads_invoices(router):
     got = await http.get(f"/admin/invoices/{acme['number']}.csv", headers=admin)
     assert got.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(got.text)))
-    assert [r["kind"] for r in rows] == ["opening_balance", "usage", "usage", "grant", "closing_balance"]
-    assert int(rows[-1]["amount_nano"]) == acme["closing_balance_nano"]
+    assert [r["kind"] for r in rows] == ["opening_balance", "usage", "usage", "grant", "closing_balance", "note"]
+    assert int(rows[-2]["amount_nano"]) == acme["closing_balance_nano"]
+    assert rows[-1]["description"] == acme["rounding"]
 
     for path, params, param in (("/admin/invoicing/generate", {"date": "soon"}, "date"),
                                 ("/admin/invoicing/generate", {"date": "2026-11", "dry_run": "maybe"}, "dry_run"),
@@ -141,7 +142,8 @@ async def test_a_client_sees_only_its_own_invoices(router):
     pdf = await http.get(inv["pdf_url"], headers=key)
     assert pdf.headers["content-type"] == "application/pdf"
     assert inv["number"] in pypdf.PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
-    assert (await http.get(inv["csv_url"], headers=key)).text.count("\n") == 6  # heading, opening, 3 lines, closing
+    # The heading, the opening balance, 3 lines, the closing balance and the rounding note.
+    assert (await http.get(inv["csv_url"], headers=key)).text.count("\n") == 7
     assert (await http.get(f"/v1/me/invoices/{inv['number']}", headers=key)).json()["lines"][0]["kind"] == "usage"
     theirs = number[ids["other"]]
     for suffix in ("", ".pdf", ".csv"):

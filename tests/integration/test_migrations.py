@@ -10,7 +10,7 @@ from sqlmodel import SQLModel
 import backend.tables  # noqa: F401
 from backend.db.engine import current_revision, make_engine, migrate
 
-HEAD = "0012"
+HEAD = "0013"
 
 
 async def test_migrated_schema_matches_the_tables(engine):

@@ -1,6 +1,7 @@
 """An invoice's PDF and CSV, rendered from its rows and read back: the PDF's text (pypdf) carries the
 number, the seller, the client, every line and the totals, rounded half-even to the cent with the
-rounding stated; the CSV carries the same lines exactly; a re-render gives the same bytes."""
+rounding stated; the CSV carries the same lines exactly and ends with the rounding note; a re-render
+gives the same bytes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import io
 import pypdf
 
 from backend.billing.invoice_tables import Invoice, InvoiceLine
+from backend.billing.invoices.cents import ROUNDING_NOTE
 from backend.billing.invoices.period import Period
 from backend.billing.invoices.render_csv import render_csv
 from backend.billing.invoices.render_pdf import render_pdf
@@ -105,11 +107,12 @@ def test_the_csv_has_the_same_lines_exactly_from_opening_to_closing():
     inv = invoice("Café Zürich 東京")
     rows = list(csv.DictReader(io.StringIO(render_csv(inv).decode())))
     assert [r["kind"] for r in rows] == ["opening_balance", "usage", "usage", "payment", "grant", "refund",
-                                         "closing_balance"]
+                                         "closing_balance", "note"]
     assert {r["invoice_number"] for r in rows} == {"TM-2026-000123"}
     usage = rows[2]
     assert (usage["model"], usage["price_prompt_per_mtok_nano"], usage["requests"], usage["amount_nano"],
             usage["amount_usd"], usage["effect_nano"]) == ("qwen", "175000000", "3", "1575000", "0.00", "-1575000")
     assert rows[3]["occurred_utc"] == "2026-11-04T00:00:00.000000Z" and rows[3]["effect_usd"] == "20.00"
-    opening, closing = int(rows[0]["amount_nano"]), int(rows[-1]["amount_nano"])
-    assert opening + sum(int(r["effect_nano"]) for r in rows[1:-1]) == closing == inv.head.closing_balance
+    opening, closing = int(rows[0]["amount_nano"]), int(rows[-2]["amount_nano"])
+    assert opening + sum(int(r["effect_nano"]) for r in rows[1:-2]) == closing == inv.head.closing_balance
+    assert rows[-1]["description"] == ROUNDING_NOTE  # the *_usd columns are rounded each on its own

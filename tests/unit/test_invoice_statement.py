@@ -65,6 +65,21 @@ def test_the_month_a_date_names():
         assert exc.value.field == "month"
 
 
+def test_a_month_that_does_not_exist_is_refused_as_such_and_a_malformed_one_as_malformed():
+    """'2026-13' is a well-formed YYYY-MM whose month does not exist: refused for that, naming the
+    field (not as "not an ISO 8601 date"). 'YYYY-MM' is exactly four digits, '-', two digits."""
+    for text, why in (("2026-13", "there is no month 13"), ("2026-00", "there is no month 00"),
+                      ("1969-12", "1969 is not a year tokenmill bills")):
+        with pytest.raises(FieldError) as exc:
+            Period.parse(text, field="month")
+        assert exc.value.field == "month" and why in str(exc.value) and "ISO 8601" not in str(exc.value)
+    for malformed in ("2026- 1", "2026-+1", "2026-1", "+2026-01", "2026-1 1"):
+        with pytest.raises(FieldError, match="is not an ISO 8601 date") as exc:
+            Period.parse(malformed, field="month")
+        assert exc.value.field == "month"
+    assert Period.parse(" 2026-01 ") == Period(2026, 1)
+
+
 def test_money_is_rounded_half_even_to_the_cent_only_when_shown():
     assert usd(5_000_000) == "$0.00" and usd(15_000_000) == "$0.02" and usd(25_000_000) == "$0.02"
     assert usd(25_000_001) == "$0.03" and usd(-1_234_567_890_123) == "-$1,234.57" and usd(-4_000_000) == "$0.00"

@@ -1,15 +1,17 @@
 """An invoice as CSV, beside its PDF: the same lines, money both exact (nano-USD) and rounded to the
 cent. The first row is the opening balance and the last the closing balance (their `amount_*` is the
 balance, signed; negative is owed); every line between has its unsigned amount and its signed
-`effect_*` on the balance, so opening + the sum of effect_nano = closing. Rendered from the stored
-rows only: the same invoice always gives the same bytes."""
+`effect_*` on the balance, so opening + the sum of effect_nano = closing. The `*_usd` columns are
+each rounded on their own, so they need not add up to the cent: the row after the closing balance
+(kind "note") says so in its description (ROUNDING_NOTE, as the PDF and the JSON do). Rendered
+from the stored rows only: the same invoice always gives the same bytes."""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from backend.billing.invoices.cents import usd_plain
+from backend.billing.invoices.cents import ROUNDING_NOTE, usd_plain
 from backend.billing.invoices.period import utc_at
 from backend.billing.invoices.statement import DIRECTION
 from backend.billing.invoices.store import IssuedInvoice
@@ -42,4 +44,5 @@ def render_csv(inv: IssuedInvoice) -> bytes:
                     usd_plain(x.amount), effect, usd_plain(effect)))
     w.writerow((h.number, h.period, "", "closing_balance", "Closing balance", "", "", "", "",
                 "", "", _when(h.period_end_us), h.closing_balance, usd_plain(h.closing_balance), "", ""))
+    w.writerow((h.number, h.period, "", "note", ROUNDING_NOTE, *[""] * (len(COLUMNS) - 5)))
     return buf.getvalue().encode()

@@ -2,8 +2,8 @@
 month (usage, a payment, a grant, a refund or dispute) or a balance other than zero.
 
 Issued automatically on the 2nd at 00:00 UTC for the previous month (a calendar schedule of the
-supervisor, caught up after downtime), or by hand (POST /admin/invoicing/generate, `tokenmill
-invoices generate`), with seed 003's dry runs:
+supervisor, caught up after downtime: see run_scheduled), or by hand (POST /admin/invoicing/generate,
+`tokenmill invoices generate`), with seed 003's dry runs:
 - "all": nothing is written; every invoice is computed and shown as it would be issued;
 - "validate": only looks for invoices already issued for the month (duplicates) and names the
   clients a full run would invoice;
@@ -18,6 +18,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.billing.invoice_tables import Invoice, InvoiceLine
@@ -33,6 +35,7 @@ from backend.runtime.bus import EventBus
 from backend.runtime.clock import REAL_CLOCK, Clock
 from backend.runtime.schedules import Monthly
 from backend.runtime.supervisor import Supervisor
+from backend.runtime.tables import ScheduleRun
 from backend.settings import BillingSettings
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,10 @@ DryRun = Literal["all", "validate", "none"]
 DRY_RUNS: tuple[str, ...] = ("all", "validate", "none")
 SCHEDULE = "billing.invoices"
 RULE = Monthly(day=2, hour=0, minute=0)
-CATCH_UP_MONTHS = 12  # the most months a scheduled run goes back for months a downtime skipped
+CATCH_UP_MONTHS = 12  # the most months one scheduled run invoices: its own and those a downtime skipped
+# A failure to issue that a later try may not meet (the database locked or out of reach): the
+# scheduled run raises after its months, so the supervisor runs the same instant again.
+TRANSIENT = (OperationalError, InterfaceError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,12 @@ class Failure:
     client_id: str
     client_name: str
     reason: str
+    transient: bool = False  # the database failed, not the client's month: the schedule tries again
+
+
+class RunIncomplete(Exception):
+    """A scheduled run that could not issue every invoice for a reason that may pass: raised so the
+    supervisor does not record the instant as done and runs it again after its backoff."""
 
 
 @dataclass(slots=True)
@@ -99,7 +111,7 @@ def build(client: reads.ClientRow, period: Period, d: Draft, issued_us: int,
         period_start_us=period.start_us, period_end_us=period.end_us, issued_us=issued_us, currency="usd",
         opening_balance=d.opening, closing_balance=d.closing, usage_total=d.usage_total,
         payments_total=d.payments_total, grants_total=d.grants_total, refunds_total=d.refunds_total,
-        business_name=billing.business_name, business_address=billing.business_address,
+        business_name=billing.business_name, business_address=billing.business_address, line_count=len(d.lines),
     )
     lines = [InvoiceLine(invoice_id=0, position=i, kind=x.kind, description=x.description, model=x.model,
                          price_prompt_per_mtok=x.price_prompt_per_mtok,
@@ -108,6 +120,20 @@ def build(client: reads.ClientRow, period: Period, d: Draft, issued_us: int,
                          occurred_us=x.occurred_us, amount=x.amount)
              for i, x in enumerate(d.lines, start=1)]
     return head, lines
+
+
+def months_due(done_us: int | None, scheduled_us: int) -> list[Period]:
+    """The months a scheduled run at `scheduled_us` bills, oldest first: the month before each
+    instant of RULE after `done_us` (the last instant recorded as run) up to `scheduled_us`;
+    always at least the month before `scheduled_us` (with no record, only that one)."""
+    target = Period.containing(scheduled_us).previous()
+    months: list[Period] = []
+    if done_us is not None:
+        at = RULE.next_after(done_us)
+        while at < scheduled_us:
+            months.append(Period.containing(at).previous())
+            at = RULE.next_after(at)
+    return [p for p in months if p < target] + [target]
 
 
 class InvoiceService:
@@ -125,19 +151,35 @@ class InvoiceService:
 
     # ------------------------------------------------------------------ generating
     async def run_scheduled(self, scheduled_us: int) -> list[RunResult]:
-        """The schedule's run for the instant `scheduled_us`: the month before it, and (after a
-        downtime that spanned more than one 2nd: the supervisor runs only the latest missed instant)
-        every month since the latest month already invoiced, oldest first, at most CATCH_UP_MONTHS."""
-        target = Period.containing(scheduled_us).previous()
-        periods = [target]
-        latest = await store.latest_period(self.engine)
-        if latest is not None:
-            p = Period.parse(latest).next()
-            while p < target:
-                periods.insert(-1, p)
-                p = p.next()
-            periods = periods[-(CATCH_UP_MONTHS + 1):]
-        return [await self.generate(p, "none") for p in periods]
+        """The schedule's run for the instant `scheduled_us` (the supervisor calls it before it records
+        the instant as done): the month before each instant of RULE after the last one the schedule
+        recorded (table schedule_run) up to `scheduled_us`, oldest first: one month normally, more
+        after a downtime that spanned several 2nds (the supervisor runs only the latest missed one),
+        and the same months again after a run stopped half way. At most CATCH_UP_MONTHS months in
+        all (the newest; older ones are left to an operator, and an error event says which). A month
+        already invoiced again is harmless: what was issued is reported as already issued.
+        Raises RunIncomplete, after every month was tried, if an invoice failed for a reason that may
+        pass (TRANSIENT): the instant is not recorded, so the supervisor tries again."""
+        periods = months_due(await self._schedule_done(), scheduled_us)
+        skipped, periods = periods[:-CATCH_UP_MONTHS], periods[-CATCH_UP_MONTHS:]
+        if skipped:
+            why = (f"{skipped[0].title} to {skipped[-1].title} not invoiced by the schedule (it catches up "
+                   f"{CATCH_UP_MONTHS} months at most): generate them by hand")
+            log.error("%s", why)
+            if self.bus is not None:
+                self.bus.add("invoice.run", skipped[-1].label, why, "error")
+        results = [await self.generate(p, "none") for p in periods]
+        retry = [f"{r.period}: {f.client_id}" for r in results for f in r.failed if f.transient]
+        if retry:
+            raise RunIncomplete(f"invoices not issued, to be tried again: {', '.join(retry)}")
+        return results
+
+    async def _schedule_done(self) -> int | None:
+        """The last instant the schedule recorded as run (or, before any run, where it began
+        counting); None if it never ran."""
+        t = ScheduleRun.__table__
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(t.c.scheduled_us).where(t.c.name == SCHEDULE))).scalar()
 
     async def generate(self, period: Period, dry_run: str = "none") -> RunResult:
         if dry_run not in DRY_RUNS:
@@ -174,7 +216,7 @@ class InvoiceService:
                     continue
                 except Exception as exc:  # one client's failure does not stop the others'
                     log.exception("issuing the invoice of %s for %s failed", c.client.id, period)
-                    self._failed(result, c.client, f"{type(exc).__name__}: {exc}")
+                    self._failed(result, c.client, f"{type(exc).__name__}: {exc}", isinstance(exc, TRANSIENT))
                     continue
                 result.issued.append(issued)
                 self._issued(issued)
@@ -211,8 +253,8 @@ class InvoiceService:
                      f"{h.number} to {h.client_name} for {Period.parse(h.period).title}: usage {usd(h.usage_total)}, "
                      f"closing balance {usd(h.closing_balance)}")
 
-    def _failed(self, result: RunResult, client: reads.ClientRow, reason: str) -> None:
-        result.failed.append(Failure(client.id, client.name, reason))
+    def _failed(self, result: RunResult, client: reads.ClientRow, reason: str, transient: bool = False) -> None:
+        result.failed.append(Failure(client.id, client.name, reason, transient))
         if self.bus is not None and result.dry_run == "none":
             self.bus.add("invoice.failed", client.id,
                          f"no invoice for {client.name} for {result.period.title}: {reason}", "error")

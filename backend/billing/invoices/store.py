@@ -93,6 +93,7 @@ async def issue(engine: AsyncEngine, head: Invoice, lines: list[InvoiceLine], pr
                 if existing is not None:
                     raise AlreadyIssued(existing)  # rolls the counter back
                 head.seq, head.number = seq, invoice_number(prefix, head.issued_us, seq)
+                head.line_count = len(lines)  # the database takes no line beyond it (migration 0013)
                 invoice_id = (await conn.execute(insert(_I).values(**_head_values(head)).returning(_I.c.id))).scalar()
                 if lines:
                     await conn.execute(insert(_L), [_line_values(line, invoice_id) for line in lines])
@@ -140,8 +141,3 @@ async def listing(engine: AsyncEngine, *, period: str | None = None, client_id: 
     async with engine.connect() as conn:
         return [_invoice(r) for r in (await conn.execute(q)).all()]
 
-
-async def latest_period(engine: AsyncEngine) -> str | None:
-    """The latest month any invoice was issued for ("2026-11"), or None."""
-    async with engine.connect() as conn:
-        return (await conn.execute(select(_I.c.period).order_by(_I.c.period.desc()).limit(1))).scalar()
